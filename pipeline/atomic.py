@@ -1,0 +1,162 @@
+"""Atomic writes: nothing partial is ever visible at a final path.
+
+A file is written to a temporary sibling and renamed over the final name; a directory is filled
+as a temporary sibling and renamed whole. A crash (SIGKILL included) leaves at most a temporary
+``.*.tmp-*`` entry, which :func:`sweep_temporaries` removes and which no reader looks at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import LikenessError
+
+TMP_MARK = ".tmp-"
+
+
+class DiskFullError(LikenessError):
+    """The disk filled while writing an output. Nothing partial was left at the final path."""
+
+
+def _tmp_sibling(final: Path) -> Path:
+    return final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _reraise_os(exc: OSError, final: Path) -> None:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DiskFullError(
+            f"no space left on device while writing {final}",
+            "free space on that volume or point --workdir at a larger one, then rerun: "
+            "completed stages are kept",
+        ) from exc
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike[str], *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path; on success, rename it to ``final``.
+
+    Args:
+        final: the final file path. Its parent is created.
+        suffix: extension for the temporary file (some writers pick the format by suffix);
+            defaults to the final file's suffix.
+
+    Raises:
+        DiskFullError: the device filled up; the temporary file is removed.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(final)
+    tmp = tmp.with_name(tmp.name + (suffix if suffix is not None else final.suffix))
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"writer produced no file at {tmp}")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        _reraise_os(exc, final)
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(final: str | os.PathLike[str], data: bytes) -> Path:
+    """Write bytes atomically to ``final``."""
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
+    return Path(final)
+
+
+def write_text(final: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 text atomically to ``final``."""
+    return write_bytes(final, text.encode("utf-8"))
+
+
+def write_json(final: str | os.PathLike[str], obj: Any) -> Path:
+    """Write JSON atomically to ``final`` (sorted keys, two-space indent)."""
+    return write_text(final, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary directory; on success, rename it whole to ``final``.
+
+    An existing ``final`` is replaced only after the new one is complete (it is moved aside and
+    removed after the rename).
+
+    Raises:
+        DiskFullError: the device filled up; the temporary directory is removed.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(final)
+    tmp.mkdir()
+    try:
+        yield tmp
+        _fsync_dir(tmp)
+        old = None
+        if final.exists():
+            old = _tmp_sibling(final.with_name(final.name + ".old"))
+            os.replace(final, old)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _reraise_os(exc, final)
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def is_temporary(path: Path) -> bool:
+    """True for names made by this module's temporary writers."""
+    return path.name.startswith(".") and TMP_MARK in path.name
+
+
+def sweep_temporaries(root: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporaries left by killed writers under ``root``. Returns what was removed.
+
+    Only call this when no writer is active on ``root`` (a stage calls it on its own output
+    folder before it starts).
+    """
+    removed: list[Path] = []
+    root = Path(root)
+    if not root.exists():
+        return removed
+    for p in sorted(root.rglob(f".*{TMP_MARK}*"), key=lambda q: len(q.parts), reverse=True):
+        if not is_temporary(p) or not p.exists():
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed

@@ -1,0 +1,136 @@
+"""Named errors for every boundary of the pipeline.
+
+Every error says what was wrong and how to fix it. The CLI prints ``str(err)`` and exits with
+``err.exit_code``; nothing is written to a final path when one is raised.
+"""
+
+from __future__ import annotations
+
+
+class LikenessError(Exception):
+    """Base of every error the pipeline raises on purpose.
+
+    Args:
+        message: what was wrong, naming the value received.
+        hint: how to fix it. Appended to the message as ``fix: ...``.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if not hint else f"{message}\n  fix: {hint}")
+
+
+class ConfigError(LikenessError):
+    """A profile or stage config is invalid: unknown key, wrong type, out of range.
+
+    ``problems`` holds every problem found, each as ``file: key: what``.
+    """
+
+    def __init__(self, problems: list[str], hint: str | None = None) -> None:
+        self.problems = list(problems)
+        head = f"{len(self.problems)} problem(s) in config:\n" + "\n".join(
+            f"  - {p}" for p in self.problems
+        )
+        super().__init__(head, hint)
+
+
+class ShotSpecError(ConfigError):
+    """A shot spec YAML is invalid. Lists every problem at once, each with its file and key."""
+
+
+class DecodeError(LikenessError):
+    """A media file could not be read: corrupt, truncated, or not what its name says."""
+
+
+class EncodeError(LikenessError):
+    """A media file could not be written (codec missing, disk full, bad parameters)."""
+
+
+class MissingFramesError(DecodeError):
+    """An image sequence or frame range has holes.
+
+    Args:
+        missing: the missing frame numbers, sorted.
+    """
+
+    def __init__(self, pattern: str, missing: list[int], hint: str | None = None) -> None:
+        self.missing = sorted(missing)
+        shown = _compact_ranges(self.missing)
+        super().__init__(
+            f"{len(self.missing)} missing frame(s) in {pattern}: {shown}",
+            hint
+            or "render or restore the listed frames, or narrow plate.frames to a complete range",
+        )
+
+
+class ColorError(LikenessError):
+    """An OpenColorIO config or colour-space name could not be used."""
+
+
+class NoFaceError(LikenessError):
+    """No usable face was found where one was needed."""
+
+
+class IdentityError(LikenessError):
+    """Several faces were found and the performer to follow is ambiguous."""
+
+
+class WeightsMissingError(LikenessError):
+    """A model weights file is not provisioned. Weights are never downloaded at run time."""
+
+
+class ConsentError(LikenessError):
+    """The actor's consent record is missing, invalid, expired or out of scope."""
+
+
+class EngineUnavailableError(LikenessError):
+    """A requested inference backend cannot run here; the hint says what to install."""
+
+
+class EngineParityError(LikenessError):
+    """An inference engine's output differs from the torch reference beyond the gate.
+
+    Args:
+        psnr_db: the measured PSNR against the reference.
+        threshold_db: the gate it failed.
+    """
+
+    def __init__(self, backend: str, psnr_db: float, threshold_db: float) -> None:
+        self.psnr_db = psnr_db
+        self.threshold_db = threshold_db
+        super().__init__(
+            f"{backend} engine fails the parity gate: PSNR {psnr_db:.2f} dB < {threshold_db:.1f} dB "
+            "against the torch reference on golden frames",
+            "rebuild the engine at a higher precision (fp32), or force another backend",
+        )
+
+
+class CheckpointError(LikenessError):
+    """A checkpoint is missing, corrupt, or does not match its recorded hash."""
+
+
+class StageError(LikenessError):
+    """A pipeline stage could not run: its inputs are missing or inconsistent."""
+
+
+class WorkdirError(LikenessError):
+    """A path would leave the workdir, or the workdir is unusable."""
+
+
+def _compact_ranges(values: list[int]) -> str:
+    """Format sorted ints as ``1001-1003, 1007``."""
+    if not values:
+        return "(none)"
+    parts: list[str] = []
+    start = prev = values[0]
+    for v in values[1:]:
+        if v == prev + 1:
+            prev = v
+            continue
+        parts.append(f"{start}-{prev}" if prev != start else f"{start}")
+        start = prev = v
+    parts.append(f"{start}-{prev}" if prev != start else f"{start}")
+    return ", ".join(parts)

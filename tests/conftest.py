@@ -1,0 +1,20 @@
+"""Shared fixtures: tiny generated media only; never ../shared."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # torch is a dependency; guard only for partial installs
+        pass
+    yield
