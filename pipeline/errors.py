@@ -108,8 +108,46 @@ class EngineParityError(LikenessError):
         )
 
 
+class EngineBuildError(LikenessError):
+    """An inference engine could not be exported, built, deserialized or run."""
+
+
+class EngineInputError(EngineBuildError):
+    """Arrays passed to an engine do not match its input spec (names, rank, dtype, batch)."""
+
+
+class UnsupportedOpsError(EngineBuildError):
+    """An exported graph holds operators outside the TensorRT allow-list.
+
+    Args:
+        offenders: one line per offending operator, e.g. ``GridSample (5-D input): node gs_0``.
+    """
+
+    def __init__(self, offenders: list[str], hint: str | None = None) -> None:
+        self.offenders = list(offenders)
+        super().__init__(
+            f"{len(self.offenders)} operator(s) outside the TensorRT allow-list:\n"
+            + "\n".join(f"  - {o}" for o in self.offenders),
+            hint
+            or "rewrite the offending layers with supported ops (4-D grid_sample, no custom ops) "
+            "and export again",
+        )
+
+
+class CompositeError(LikenessError):
+    """Compositing inputs are inconsistent: wrong shape, dtype, size or non-finite values."""
+
+
+class ReportError(LikenessError):
+    """A QC report could not be built from the data given (bad image, mismatched series)."""
+
+
 class CheckpointError(LikenessError):
     """A checkpoint is missing, corrupt, or does not match its recorded hash."""
+
+
+class SchemaError(LikenessError):
+    """A sidecar file is unreadable, or has a schema version this code cannot read or upgrade."""
 
 
 class StageError(LikenessError):

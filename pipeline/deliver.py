@@ -1,0 +1,236 @@
+"""Delivery: the EXR frame sequence and the ProRes review movie of one shot version.
+
+EXR frames are ``<shot>.####.exr`` at plate resolution, with the plate's frame numbers and
+timecode, in the delivery colour space (scene-linear ACEScg unless the profile names another),
+with Nuke-style layers ``R,G,B,A`` (the composite) and ``face.R/G/B/A`` (the synthesized face,
+premultiplied by its matte). The review movie has the display transform applied through OCIO.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pipeline import __version__
+from pipeline.atomic import atomic_dir
+from pipeline.frames import Timecode
+from pipeline.ingest import CachedPlate
+
+
+@dataclass(frozen=True)
+class DeliverConfig:
+    """The ``deliver:`` section of a profile."""
+
+    output_colorspace: str = "ACEScg"
+    review_display: str = "Rec.1886 Rec.709 - Display"
+    review_view: str = "ACES 2.0 - SDR 100 nits (Rec.709)"
+    burn_in: bool = True
+    owner: str = ""
+
+    def validate(self) -> list[tuple[str, str]]:
+        return []
+
+
+@dataclass(frozen=True)
+class DeliveredFrame:
+    """One frame to deliver.
+
+    Attributes:
+        number: the plate frame number.
+        composite: H×W×3 float32, scene-linear working space.
+        face: H×W×4 float32 premultiplied RGBA of the synthesized face (working space), or None.
+        alpha: H×W float32 matte of the composite (1 where the plate is opaque), or None for 1.
+        synthetic: whether any synthesized pixel is in this frame.
+    """
+
+    number: int
+    composite: np.ndarray
+    face: np.ndarray | None = None
+    alpha: np.ndarray | None = None
+    synthetic: bool = False
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    exr_dir: Path
+    exr_pattern: str
+    review: Path
+    frames: int
+
+
+def plate_frames(plate: CachedPlate) -> Iterator[DeliveredFrame]:
+    """The plate itself, untouched, as frames to deliver (before synthesis lands, and for QC)."""
+    from pipeline.ingest import read_cached_frame
+
+    for n in plate.frames:
+        yield DeliveredFrame(number=n, composite=read_cached_frame(plate, n))
+
+
+def _burn(img: np.ndarray, lines: list[str], warn: str | None) -> np.ndarray:
+    """Burn text into a display-referred frame.
+
+    Args:
+        img: H×W×C float32, display-referred 0..1 (C is 3, or 4 with alpha left untouched).
+        lines: text lines for the top-left corner.
+        warn: a red warning for the bottom-left corner (e.g. "SYNTHETIC"), or None.
+
+    Returns:
+        H×W×C float32, a new array.
+    """
+    h, w = img.shape[:2]
+    scale = max(0.35, h / 1080.0)
+    thick = max(1, int(round(scale * 2)))
+    # Text is drawn as 8-bit coverage masks (OpenCV draws text on 8-bit images only), then
+    # composited: a dark outline for legibility on any plate, then the glyphs.
+    shadow = np.zeros((h, w), np.uint8)
+    text = np.zeros((h, w), np.uint8)
+    red = np.zeros((h, w), np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    y = int(28 * scale)
+    for line in lines:
+        org = (int(10 * scale), y)
+        cv2.putText(shadow, line, org, font, 0.6 * scale, 255, thick + 2, cv2.LINE_AA)
+        cv2.putText(text, line, org, font, 0.6 * scale, 255, thick, cv2.LINE_AA)
+        y += int(26 * scale)
+    if warn:
+        org = (int(10 * scale), h - int(14 * scale))
+        cv2.putText(shadow, warn, org, font, 0.8 * scale, 255, thick + 3, cv2.LINE_AA)
+        cv2.putText(red, warn, org, font, 0.8 * scale, 255, thick + 1, cv2.LINE_AA)
+    out = img.astype(np.float32, copy=True)
+    rgb = out[..., :3]
+    a_sh = (shadow.astype(np.float32) / 255.0)[..., None]
+    rgb *= 1.0 - a_sh
+    a_tx = (text.astype(np.float32) / 255.0)[..., None]
+    rgb += a_tx * (1.0 - rgb)
+    a_red = (red.astype(np.float32) / 255.0)[..., None]
+    rgb[:] = rgb * (1.0 - a_red) + a_red * np.array([1.0, 0.15, 0.1], np.float32)
+    return out
+
+
+def deliver(
+    shot: str,
+    version: str,
+    plate: CachedPlate,
+    frames: Iterable[DeliveredFrame],
+    cfg: DeliverConfig,
+    out_dir: Path,
+    *,
+    compression: str,
+    review_codec: str,
+    provenance: dict[str, str],
+    ocio_config: str | None = None,
+    progress: Any = None,
+) -> DeliveryResult:
+    """Write a shot version's EXR sequence and review movie into ``out_dir`` atomically.
+
+    Args:
+        shot: the shot name.
+        version: ``v001`` …
+        plate: the ingested plate (size, rate, timecode, working space).
+        frames: what to deliver, in frame order.
+        cfg: the deliver config.
+        out_dir: the final folder ``<out_dir>/exr/<shot>.####.exr`` and
+            ``<out_dir>/<shot>_<version>.mov`` appear in; it appears whole.
+        compression: EXR compression: zip, piz or dwaa.
+        review_codec: prores_422hq or prores_4444.
+        provenance: ``likeness:*`` attributes for every frame and the movie.
+        ocio_config: the OCIO config (None: $OCIO or the built-in studio config).
+        progress: optional callable ``(done, total)``.
+    """
+    from pipeline.color import ColorPipeline
+    from pipeline.io import ProResWriter, write_exr
+
+    color = ColorPipeline(ocio_config)
+    color.check_space(cfg.output_colorspace)
+    try:
+        chroma = color.chromaticities(cfg.output_colorspace)
+    except Exception:  # noqa: BLE001 - a space without primaries (log, display) has none to record
+        chroma = None
+    pattern = f"{shot}.####.exr"
+    movie_name = f"{shot}_{version}.mov"
+    base_attrs = {
+        "likeness:shot": shot,
+        "likeness:version": version,
+        "likeness:tool_version": __version__,
+        "likeness:colorspace": cfg.output_colorspace,
+        "likeness:timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **provenance,
+    }
+    total = len(plate.frames)
+    with atomic_dir(out_dir) as tmp:
+        exr_dir = tmp / "exr"
+        exr_dir.mkdir()
+        movie_meta = {k.replace("likeness:", "likeness_"): v for k, v in base_attrs.items()}
+        movie_meta["comment"] = f"likeness {__version__} {shot} {version}"
+        tc0 = plate.timecode_at(plate.frames.first)
+        with ProResWriter(
+            tmp / movie_name,
+            width=plate.width,
+            height=plate.height,
+            fps=plate.fps,
+            codec=review_codec,
+            timecode=tc0,
+            metadata=movie_meta,
+        ) as movie:
+            done = 0
+            for fr in frames:
+                tc: Timecode | None = plate.timecode_at(fr.number)
+                comp = fr.composite
+                if cfg.output_colorspace != plate.working_space:
+                    comp = color.convert(comp, plate.working_space, cfg.output_colorspace)
+                alpha = fr.alpha if fr.alpha is not None else np.ones(comp.shape[:2], np.float32)
+                layers = {"": np.dstack([comp, alpha])}
+                if fr.face is not None:
+                    face = fr.face
+                    if cfg.output_colorspace != plate.working_space:
+                        rgb = color.convert(
+                            np.ascontiguousarray(face[..., :3]),
+                            plate.working_space,
+                            cfg.output_colorspace,
+                        )
+                        face = np.dstack([rgb, face[..., 3]])
+                    layers["face"] = face
+                attrs = dict(base_attrs)
+                attrs["likeness:synthetic"] = "1" if fr.synthetic else "0"
+                write_exr(
+                    exr_dir / f"{shot}.{fr.number:04d}.exr",
+                    layers,
+                    compression=compression,
+                    fps=plate.fps,
+                    timecode=tc,
+                    chromaticities=chroma,
+                    owner=cfg.owner or None,
+                    attrs=attrs,
+                )
+                disp = color.to_display(
+                    fr.composite, plate.working_space, cfg.review_display, cfg.review_view
+                )
+                if review_codec == "prores_4444":
+                    matte = (
+                        fr.face[..., 3]
+                        if fr.face is not None
+                        else np.zeros(disp.shape[:2], np.float32)
+                    )
+                    disp = np.dstack([disp, matte])
+                if cfg.burn_in:
+                    disp = _burn(
+                        disp,
+                        [f"{shot} {version}", f"frame {fr.number}", f"TC {tc}" if tc else "TC --"],
+                        "SYNTHETIC" if fr.synthetic else None,
+                    )
+                movie.write(disp.astype(np.float32))
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+    return DeliveryResult(
+        exr_dir=out_dir / "exr",
+        exr_pattern=str(out_dir / "exr" / pattern),
+        review=out_dir / movie_name,
+        frames=done,
+    )

@@ -1,0 +1,123 @@
+"""What a workdir holds: every shot version's stages with their state, timings and outputs.
+
+Read-only: status never writes, so a wrangler can run it at any time on a live farm.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.workspace import MANIFEST, Workdir, manifest_matches, read_manifest, state_path
+
+#: A running record older than this, with no manifest, is reported as stale ("running?").
+STALE_RUNNING_S = 6 * 3600
+
+
+def _stage_state(
+    wd: Workdir, shot: str, task: str, folder: Path, key: str, cdig: str
+) -> dict[str, Any]:
+    info: dict[str, Any] = {"folder": str(folder)}
+    if manifest_matches(folder, key, cdig):
+        m = read_manifest(folder) or {}
+        info.update(
+            state="done",
+            seconds=round(m.get("finished", 0) - m.get("started", 0), 2),
+            frames=m.get("frame_range"),
+        )
+        return info
+    for kind in ("failed", "running"):
+        p = state_path(wd, shot, task, kind)
+        try:
+            rec = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        info["state"] = kind
+        if kind == "failed":
+            info["error"] = rec.get("error", "")
+        else:
+            info["since"] = rec.get("time")
+            if time.time() - float(rec.get("time", 0)) > STALE_RUNNING_S:
+                info["state"] = "stale"
+        return info
+    info["state"] = "pending"
+    return info
+
+
+def shot_status(wd: Workdir, shot: str) -> dict[str, Any]:
+    """Status of every version of one shot."""
+    versions: dict[str, Any] = {}
+    for v in wd.versions(shot):
+        try:
+            plan = wd.read_plan(shot, v)
+        except (OSError, ValueError):
+            continue
+        stages: dict[str, Any] = {}
+        vdir = wd.version_dir(shot, v)
+        for task, st in plan.get("stages", {}).items():
+            if st["stage"] == "deliver":
+                folder, key = vdir, plan["delivery_key"]
+            else:
+                folder, key = Path(st["folder"]), st["key"]
+            stages[task] = _stage_state(wd, shot, task, folder, key, st.get("config_digest", ""))
+        outputs: dict[str, Any] = {"exr": None, "review": None}
+        m = read_manifest(vdir) if (vdir / MANIFEST).is_file() else None
+        if m:
+            extra = m.get("extra", {})
+            outputs["exr"] = extra.get("exr")
+            outputs["review"] = extra.get("review")
+            if extra.get("qc"):
+                outputs["qc"] = extra["qc"]
+        else:
+            outputs["exr"] = str(vdir / "exr" / f"{shot}.####.exr")
+            outputs["review"] = str(vdir / f"{shot}_{v}.mov")
+        states = [s["state"] for s in stages.values()]
+        overall = (
+            "done"
+            if states and all(s == "done" for s in states)
+            else "failed"
+            if "failed" in states
+            else "running"
+            if "running" in states
+            else "pending"
+        )
+        versions[v] = {
+            "state": overall,
+            "frames": plan.get("frames"),
+            "stages": stages,
+            "outputs": outputs,
+        }
+    return {"shot": shot, "versions": versions}
+
+
+def workdir_status(root: str | Path) -> dict[str, Any]:
+    """Status of every shot in a workdir, as JSON-able data.
+
+    Shape: ``{"workdir": str, "shots": {shot: {"versions": {v: {"state", "frames",
+    "stages": {task: {"state", ...}}, "outputs": {"exr", "review", "qc"?}}}}}}``.
+    """
+    wd = Workdir(root)
+    return {"workdir": str(wd.root), "shots": {s: shot_status(wd, s) for s in wd.shots()}}
+
+
+def format_table(status: dict[str, Any]) -> str:
+    """A plain-text table of shots × stages for a terminal."""
+    lines = [f"workdir {status['workdir']}"]
+    if not status["shots"]:
+        lines.append("  (no shots)")
+    for shot, info in status["shots"].items():
+        for v, vinfo in info["versions"].items():
+            lines.append(f"{shot} {v}  [{vinfo['state']}]  frames {vinfo['frames']}")
+            for task, st in vinfo["stages"].items():
+                detail = ""
+                if st["state"] == "done":
+                    detail = f"{st.get('seconds', 0):.1f}s"
+                elif st["state"] == "failed":
+                    detail = st.get("error", "")
+                lines.append(f"    {task:<28} {st['state']:<8} {detail}")
+            for k, p in vinfo["outputs"].items():
+                if p:
+                    lines.append(f"    -> {k}: {p}")
+    return "\n".join(lines)

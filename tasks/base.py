@@ -1,0 +1,159 @@
+"""Luigi glue shared by every stage task: identity parameters, manifest targets, state records.
+
+A task's parameters carry identity only: the shot spec, the workdir and the plan digest (plus a
+chunk or version where the stage has one). Its output is the stage folder of the plan; it is
+complete only when that folder's ``_manifest.json`` exists and matches the plan's key and config.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import luigi
+
+from pipeline.atomic import sweep_temporaries
+from pipeline.plan import ShotPlan, StagePlan, cached_plan
+from pipeline.workspace import (
+    StageManifest,
+    Workdir,
+    clear_state,
+    hash_outputs,
+    manifest_matches,
+    record_state,
+    write_manifest,
+)
+
+log = logging.getLogger("likeness")
+
+
+class ManifestTarget(luigi.Target):
+    """A stage folder that exists only once its manifest matches the expected key and config."""
+
+    def __init__(self, folder: Path, key: str, config_digest: str) -> None:
+        self.folder = Path(folder)
+        self.key = key
+        self.config_digest = config_digest
+
+    @property
+    def path(self) -> str:
+        return str(self.folder)
+
+    def exists(self) -> bool:
+        return manifest_matches(self.folder, self.key, self.config_digest)
+
+
+class ShotTask(luigi.Task):
+    """Base of every per-shot stage task."""
+
+    spec = luigi.Parameter(description="path of the shot spec YAML")
+    workdir = luigi.Parameter(description="the likeness workdir")
+    plan_digest = luigi.Parameter(description="digest of the shot plan: changes with any config")
+    priority = luigi.IntParameter(default=0, significant=False)
+
+    stage_name: str = ""
+
+    # -- plan lookups ---------------------------------------------------------------------------
+    @property
+    def plan(self) -> ShotPlan:
+        return cached_plan(self.spec, self.workdir)
+
+    @property
+    def chunk_id(self) -> str | None:
+        return None
+
+    @property
+    def stage(self) -> StagePlan:
+        return self.plan.stage(self.stage_name, self.chunk_id)
+
+    @property
+    def shot(self) -> str:
+        return self.plan.spec.shot
+
+    @property
+    def wd(self) -> Workdir:
+        return self.plan.workdir
+
+    def upstream(self, **extra: Any) -> dict[str, Any]:
+        return {"spec": self.spec, "workdir": self.workdir, "plan_digest": self.plan_digest, **extra}
+
+    def output(self) -> ManifestTarget:
+        st = self.stage
+        return ManifestTarget(st.folder, st.key, st.config_digest)
+
+    # -- the run wrapper --------------------------------------------------------------------------
+    def run(self) -> None:
+        out = self.output()
+        folder = out.folder
+        sweep_temporaries(folder.parent, folder.name)
+        started = time.time()
+        handler = self._log_to_file()
+        try:
+            log.info("%s %s: start -> %s", self.shot, self.stage.task_name, folder)
+            extra = self.run_stage(folder) or {}
+            st = self.stage
+            write_manifest(
+                folder,
+                StageManifest(
+                    stage=st.name,
+                    key=out.key,
+                    shot=self.shot,
+                    config_digest=out.config_digest,
+                    stage_version=st.version,
+                    inputs=st.inputs,
+                    frame_range=str(st.frames),
+                    outputs=hash_outputs(folder),
+                    extra=extra,
+                    started=started,
+                    finished=time.time(),
+                ),
+            )
+            log.info("%s %s: done in %.1fs", self.shot, self.stage.task_name, time.time() - started)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+
+    def run_stage(self, folder: Path) -> dict[str, Any] | None:
+        """Produce the stage's outputs in ``folder`` (atomically). Returns manifest extras."""
+        raise NotImplementedError
+
+    def progress(self, done: int, total: int) -> None:
+        pct = int(100 * done / max(total, 1))
+        self.set_progress_percentage(pct)
+        self.set_status_message(f"{self.stage.task_name}: {done}/{total}")
+
+    def _log_to_file(self) -> logging.Handler:
+        path = self.wd.log_dir(self.shot) / f"{self.stage.task_name}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        h = logging.FileHandler(path)
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(h)
+        if log.level == logging.NOTSET or log.level > logging.INFO:
+            log.setLevel(logging.INFO)
+        return h
+
+
+@ShotTask.event_handler(luigi.Event.START)
+def _on_start(task: ShotTask) -> None:
+    record_state(task.wd, task.shot, task.stage.task_name, "running")
+
+
+@ShotTask.event_handler(luigi.Event.SUCCESS)
+def _on_success(task: ShotTask) -> None:
+    clear_state(task.wd, task.shot, task.stage.task_name)
+
+
+@ShotTask.event_handler(luigi.Event.FAILURE)
+def _on_failure(task: ShotTask, exc: BaseException) -> None:
+    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    record_state(
+        task.wd,
+        task.shot,
+        task.stage.task_name,
+        "failed",
+        error=f"{type(exc).__name__}: {first}",
+        traceback="".join(traceback.format_exception(exc))[-4000:],
+    )

@@ -1,0 +1,167 @@
+"""The ``likeness`` command line: validate, submit, status, demo.
+
+Thin glue: argument parsing, then one call into ``pipeline`` or ``luigi.build``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pipeline.errors import LikenessError
+
+
+def _luigi_config() -> None:
+    import luigi.configuration
+
+    from pipeline.profile import configs_dir
+
+    cfg = configs_dir() / "luigi.cfg"
+    if cfg.is_file():
+        luigi.configuration.add_config_path(str(cfg))
+
+
+def build_tasks(spec_paths: list[str], workdir: str) -> tuple[list, list[tuple[str, str]]]:
+    """Plan each shot, reserve its version, and return the top tasks plus (shot, version)."""
+    from pipeline.plan import allocate_version, cached_plan
+    from tasks.deliver import Deliver
+
+    tasks, versions = [], []
+    for sp in spec_paths:
+        sp = str(Path(sp).resolve())
+        plan = cached_plan(sp, workdir)
+        version = allocate_version(plan)
+        tasks.append(Deliver(spec=sp, workdir=str(Path(workdir).resolve()), plan_digest=plan.digest, version=version))
+        versions.append((plan.spec.shot, version))
+    return tasks, versions
+
+
+def run_luigi(tasks: list, scheduler_url: str | None, workers: int) -> bool:
+    import luigi
+
+    _luigi_config()
+    kwargs = {"workers": workers, "detailed_summary": True}
+    if scheduler_url:
+        kwargs["scheduler_url"] = scheduler_url
+    else:
+        kwargs["local_scheduler"] = True
+    result = luigi.build(tasks, **kwargs)
+    ok = result.status.name in ("SUCCESS", "SUCCESS_WITH_RETRY")
+    if not ok:
+        print(result.summary_text, file=sys.stderr)
+    return ok
+
+
+def _print_outputs(workdir: str, versions: list[tuple[str, str]]) -> None:
+    from pipeline.status import workdir_status
+
+    st = workdir_status(workdir)
+    for shot, v in versions:
+        outs = st["shots"][shot]["versions"][v]["outputs"]
+        print(f"{shot} {v}:")
+        for k, p in outs.items():
+            if p:
+                print(f"  {k:<7} {p}")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pipeline.validate import validate_shot
+
+    bad = 0
+    for p in args.specs:
+        try:
+            spec, prof = validate_shot(p)
+        except LikenessError as exc:
+            print(f"INVALID {p}\n{exc}", file=sys.stderr)
+            bad += 1
+            continue
+        print(f"ok {p}: shot {spec.shot}, profile {prof.name}, {len(spec.references)} reference(s)")
+    return 1 if bad else 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from pipeline.validate import validate_shot
+
+    for p in args.specs:
+        validate_shot(p)
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    tasks, versions = build_tasks(args.specs, args.workdir)
+    ok = run_luigi(tasks, args.scheduler_url, args.workers)
+    _print_outputs(args.workdir, versions)
+    return 0 if ok else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipeline.status import format_table, workdir_status
+
+    st = workdir_status(args.workdir)
+    print(json.dumps(st, indent=2) if args.json else format_table(st))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import make_sample_shot
+
+    work = Path(args.workdir).resolve()
+    spec = make_sample_shot(work / "sample")
+    print(f"sample shot: {spec}")
+    tasks, versions = build_tasks([str(spec)], str(work))
+    ok = run_luigi(tasks, args.scheduler_url, args.workers)
+    print("\nlikeness demo outputs:")
+    _print_outputs(str(work), versions)
+    print(f"\nstatus: likeness status --workdir {work}")
+    return 0 if ok else 1
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from pipeline import __version__
+
+    ap = argparse.ArgumentParser(prog="likeness", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"likeness {__version__}")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("validate", help="check shot specs; report every problem at once")
+    p.add_argument("specs", nargs="+")
+    p.set_defaults(fn=cmd_validate)
+
+    def run_opts(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--workdir", required=True)
+        q.add_argument("--scheduler-url", default=None, help="a running luigid; default: local scheduler")
+        q.add_argument("--workers", type=int, default=1)
+
+    p = sub.add_parser("submit", help="run the chain for one or more shots")
+    p.add_argument("specs", nargs="+")
+    run_opts(p)
+    p.set_defaults(fn=cmd_submit)
+
+    p = sub.add_parser("status", help="list each shot's stages with their state and outputs")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_status)
+
+    p = sub.add_parser("demo", help="generate the embedded sample shot and run the chain on it")
+    p.add_argument("--workdir", default="demo_work")
+    p.add_argument("--scheduler-url", default=None)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(fn=cmd_demo)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    try:
+        return args.fn(args)
+    except LikenessError as exc:
+        print(f"likeness: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
