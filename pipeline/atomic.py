@@ -27,7 +27,9 @@ TMP_MARK = ".tmp-"
 #: Set while an :func:`atomic_dir` body runs: files written inside it skip their own fsync, and
 #: the directory flushes its whole filesystem once before it is renamed (one journal commit per
 #: stage instead of one per frame; a rename is already safe against a killed process).
-_BATCH_ROOT: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_BATCH_ROOT", default=None)
+_BATCH_ROOT: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "_BATCH_ROOT", default=None
+)
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 

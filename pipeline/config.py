@@ -61,12 +61,16 @@ def read_yaml(path: Path, error_cls: type[ConfigError] = ConfigError) -> Any:
     for ev in events:
         if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None):
             raise error_cls(
-                [f"{path}: YAML anchors and aliases are not accepted (line {ev.start_mark.line + 1})"],
+                [
+                    f"{path}: YAML anchors and aliases are not accepted (line {ev.start_mark.line + 1})"
+                ],
                 "write the values out in full",
             )
         tag = getattr(ev, "tag", None)
         if tag and not getattr(ev, "implicit", True) and not str(tag).startswith("tag:yaml.org"):
-            raise error_cls([f"{path}: YAML tag {tag!r} is not accepted (line {ev.start_mark.line + 1})"])
+            raise error_cls(
+                [f"{path}: YAML tag {tag!r} is not accepted (line {ev.start_mark.line + 1})"]
+            )
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -126,7 +130,12 @@ def _convert(tp: Any, value: Any, source: str, key: str, probs: list[str]) -> An
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:
-            _add(probs, source, key, f"got {value!r}, expected one of {', '.join(map(repr, allowed))}")
+            _add(
+                probs,
+                source,
+                key,
+                f"got {value!r}, expected one of {', '.join(map(repr, allowed))}",
+            )
         return value
     if origin is tuple:
         args = get_args(tp)
@@ -134,11 +143,16 @@ def _convert(tp: Any, value: Any, source: str, key: str, probs: list[str]) -> An
             _add(probs, source, key, f"got {type(value).__name__} {value!r}, expected a list")
             return ()
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, source, f"{key}[{i}]", probs) for i, v in enumerate(value))
+            return tuple(
+                _convert(args[0], v, source, f"{key}[{i}]", probs) for i, v in enumerate(value)
+            )
         if len(value) != len(args):
             _add(probs, source, key, f"got {len(value)} items, expected {len(args)}")
             return tuple(value)
-        return tuple(_convert(a, v, source, f"{key}[{i}]", probs) for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(
+            _convert(a, v, source, f"{key}[{i}]", probs)
+            for i, (a, v) in enumerate(zip(args, value))
+        )
     if origin is dict:
         kt, vt = get_args(tp)
         if not isinstance(value, dict):
@@ -187,7 +201,12 @@ def _convert_dataclass(cls: Any, value: Any, source: str, key: str, probs: list[
         if k not in fields:
             near = [f for f in fields if f.lower() == str(k).lower().replace("-", "_")]
             tip = f" (did you mean {near[0]!r}?)" if near else ""
-            _add(probs, source, f"{key}.{k}" if key else str(k), f"unknown key{tip}; known keys: {', '.join(fields)}")
+            _add(
+                probs,
+                source,
+                f"{key}.{k}" if key else str(k),
+                f"unknown key{tip}; known keys: {', '.join(fields)}",
+            )
     kwargs = {}
     for name, f in fields.items():
         sub = f"{key}.{name}" if key else name

@@ -44,7 +44,9 @@ class ConsentRecord:
         return f"{self.reference} ({self.sha256[:12]})"
 
 
-def load_consent(path: Path | None, actor_id: str, *, today: dt.date | None = None) -> ConsentRecord:
+def load_consent(
+    path: Path | None, actor_id: str, *, today: dt.date | None = None
+) -> ConsentRecord:
     """Load and check a consent record for ``actor_id``.
 
     Args:
@@ -57,7 +59,9 @@ def load_consent(path: Path | None, actor_id: str, *, today: dt.date | None = No
     """
     fix = "add a signed consent record (actor, granted_by, scope, expires, reference) and name it in actor.consent"
     if path is None:
-        raise ConsentError(f"actor {actor_id!r} has no consent record (actor.consent is not set)", fix)
+        raise ConsentError(
+            f"actor {actor_id!r} has no consent record (actor.consent is not set)", fix
+        )
     path = Path(path)
     if not path.is_file():
         raise ConsentError(f"consent record {path} does not exist", fix)
@@ -85,12 +89,16 @@ def load_consent(path: Path | None, actor_id: str, *, today: dt.date | None = No
         try:
             expires = dt.date.fromisoformat(expires)
         except ValueError as exc:
-            raise ConsentError(f"consent record {path}: expires {expires!r} is not a date YYYY-MM-DD", fix) from exc
+            raise ConsentError(
+                f"consent record {path}: expires {expires!r} is not a date YYYY-MM-DD", fix
+            ) from exc
     if isinstance(expires, dt.datetime):
         expires = expires.date()
     if not isinstance(expires, dt.date):
-        raise ConsentError(f"consent record {path}: expires {expires!r} is not a date YYYY-MM-DD", fix)
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+        raise ConsentError(
+            f"consent record {path}: expires {expires!r} is not a date YYYY-MM-DD", fix
+        )
+    today = today or dt.datetime.now(dt.UTC).date()
     if expires < today:
         raise ConsentError(
             f"consent for actor {actor_id!r} ({data['reference']}) expired on {expires.isoformat()}",

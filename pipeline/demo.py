@@ -16,7 +16,7 @@ import yaml
 
 from pipeline.atomic import atomic_path, write_text
 from pipeline.frames import Timecode
-from pipeline.synthetic import Motion, astronaut, moving_portrait
+from pipeline.synthetic import Motion, astronaut, astronaut_head, moving_portrait
 
 DEMO_SHOT = "demo010"
 DEMO_FPS = Fraction(24, 1)
@@ -36,7 +36,11 @@ def make_sample_shot(folder: str | Path, frames: int = 24, size: int = 256) -> P
     plate = folder / "plates" / f"{DEMO_SHOT}.mov"
     if not plate.is_file():
         clip, _ = moving_portrait(
-            frames, (size, size), Motion(tx=5, ty=3, rot_deg=4, scale=0.03), noise_sigma=1.0
+            frames,
+            (size, size),
+            Motion(tx=5, ty=3, rot_deg=4, scale=0.03),
+            portrait=astronaut_head(),
+            noise_sigma=1.0,
         )
         plate.parent.mkdir(parents=True, exist_ok=True)
         with ProResWriter(

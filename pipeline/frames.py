@@ -55,7 +55,10 @@ class FrameRange:
         """Split into consecutive chunks of at most ``size`` frames."""
         if size < 1:
             raise ValueError(f"chunk size must be at least 1, got {size}")
-        return [FrameRange(s, min(s + size - 1, self.last)) for s in range(self.first, self.last + 1, size)]
+        return [
+            FrameRange(s, min(s + size - 1, self.last))
+            for s in range(self.first, self.last + 1, size)
+        ]
 
     def intersect(self, other: FrameRange) -> FrameRange | None:
         lo, hi = max(self.first, other.first), min(self.last, other.last)
@@ -106,7 +109,13 @@ class Timecode:
         m = _TC.match(text.strip())
         if not m:
             raise ValueError(f"timecode {text!r} is not HH:MM:SS:FF")
-        hh, mm, ss, sep, ff = int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4), int(m.group(5))
+        hh, mm, ss, sep, ff = (
+            int(m.group(1)),
+            int(m.group(2)),
+            int(m.group(3)),
+            m.group(4),
+            int(m.group(5)),
+        )
         base = timecode_base(rate)
         drop = sep in ";." and rate.denominator == 1001
         if mm > 59 or ss > 59 or ff >= base:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import digest
+from pipeline.config import digest, to_jsonable
 from pipeline.frames import FrameRange
 from pipeline.profile import Profile, load_profile
 from pipeline.shotspec import ShotSpec, load_shot
@@ -39,12 +39,22 @@ class StageDef:
     section: str | None
     after: tuple[str, ...] = ()
     chunked: bool = False
+    ignore: tuple[str, ...] = ()  # fields of the section that cannot change this stage's outputs
 
 
 #: The chain, upstream first.
 STAGES: tuple[StageDef, ...] = (
     StageDef("ingest", 1, "ingest"),
-    StageDef("deliver", 1, "deliver", after=("ingest",)),
+    StageDef(
+        "track_chunk",
+        1,
+        "track",
+        after=("ingest",),
+        chunked=True,
+        ignore=("smoothing", "max_gap_interpolate", "crop_size"),
+    ),
+    StageDef("track", 1, "track", after=("ingest", "track_chunk")),
+    StageDef("deliver", 1, "deliver", after=("ingest", "track")),
 )
 
 
@@ -126,7 +136,9 @@ def _plate_frames(spec: ShotSpec, profile: Profile) -> FrameRange:
 
 
 def _section_digest(profile: Profile, spec: ShotSpec, stage: StageDef) -> str:
-    cfg = getattr(profile, stage.section) if stage.section else None
+    cfg: Any = getattr(profile, stage.section) if stage.section else None
+    if cfg is not None and stage.ignore:
+        cfg = {k: v for k, v in to_jsonable(cfg).items() if k not in stage.ignore}
     extra: dict[str, Any] = {}
     if stage.name == "ingest":
         extra = {
@@ -134,9 +146,21 @@ def _section_digest(profile: Profile, spec: ShotSpec, stage: StageDef) -> str:
             "frames": str(spec.frames),
             "ocio": _ocio_id(profile),
         }
+    elif stage.name == "track_chunk":
+        ref = spec.performer_reference
+        extra = {
+            "performer_reference": _file_sha(ref) if ref else None,
+            "seed_box": list(spec.seed_box) if spec.seed_box else None,
+        }
     elif stage.name == "deliver":
         extra = {"compression": spec.exr_compression, "codec": spec.review_codec, "shot": spec.shot}
     return digest({"config": cfg, "extra": extra})
+
+
+def _file_sha(path: Path) -> str:
+    from pipeline.workspace import sha256_file
+
+    return sha256_file(path)
 
 
 @functools.lru_cache(maxsize=8)
@@ -170,7 +194,7 @@ def build_plan(spec_path: str | os.PathLike[str], workdir: str | os.PathLike[str
         if sd.name == "ingest":
             inputs = {"source": fp}
         if sd.chunked:
-            size = getattr(getattr(profile, sd.section), "chunk_size")
+            size = getattr(profile, sd.section).chunk_size
             chunk_keys = []
             for ch in frames.chunks(size):
                 k = stage_key(sd.name, sd.version, cdig, {**inputs, "frames": str(ch)})
@@ -216,7 +240,9 @@ def _stamp(spec_path: str) -> tuple[Any, ...]:
     parts.append((st.st_mtime_ns, st.st_size))
     try:
         data = read_yaml(Path(spec_path))
-        prof = profile_path(str(data.get("profile", "cpu-preview")), Path(spec_path).resolve().parent)
+        prof = profile_path(
+            str(data.get("profile", "cpu-preview")), Path(spec_path).resolve().parent
+        )
         pst = prof.stat()
         parts.append((str(prof), pst.st_mtime_ns, pst.st_size))
     except (ConfigError, OSError, AttributeError):
@@ -226,7 +252,9 @@ def _stamp(spec_path: str) -> tuple[Any, ...]:
 
 def cached_plan(spec_path: str, workdir: str) -> ShotPlan:
     """``build_plan``, memoised per process while its inputs are unchanged (Luigi asks often)."""
-    return _cached_plan(str(Path(spec_path).resolve()), str(Path(workdir).resolve()), _stamp(spec_path))
+    return _cached_plan(
+        str(Path(spec_path).resolve()), str(Path(workdir).resolve()), _stamp(spec_path)
+    )
 
 
 def allocate_version(plan: ShotPlan) -> str:

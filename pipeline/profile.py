@@ -15,6 +15,7 @@ from pipeline.config import from_mapping, read_yaml
 from pipeline.deliver import DeliverConfig
 from pipeline.errors import ConfigError
 from pipeline.ingest import IngestConfig
+from pipeline.track import TrackConfig
 
 
 def configs_dir() -> Path:
@@ -35,6 +36,7 @@ class Profile:
     name: str = "custom"
     description: str = ""
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
     deliver: DeliverConfig = field(default_factory=DeliverConfig)
 
 

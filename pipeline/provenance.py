@@ -33,7 +33,7 @@ def provenance_attrs(
     attrs = {
         "likeness:synthetic": "1" if synthetic else "0",
         "likeness:tool_version": __version__,
-        "likeness:timestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "likeness:timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     for k, v in (
         ("likeness:actor_id", actor_id),
@@ -58,7 +58,7 @@ def append_audit(workdir: str | os.PathLike[str], event: str, **fields: Any) -> 
     path = Path(workdir) / AUDIT_LOG
     path.parent.mkdir(parents=True, exist_ok=True)
     rec = {
-        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "event": event,
         "user": _user(),
         "host": socket.gethostname(),

@@ -126,19 +126,29 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
-def _expand_references(base: Path, items: tuple[str, ...], src: str, problems: list[str]) -> list[Path]:
+def _expand_references(
+    base: Path, items: tuple[str, ...], src: str, problems: list[str]
+) -> list[Path]:
     out: list[Path] = []
     for i, item in enumerate(items):
         key = f"actor.references[{i}]"
         p = _resolve(base, item)
         if any(ch in item for ch in "*?["):
             hits = [Path(h) for h in sorted(glob.glob(str(p), recursive=True))]
-            hits = [h for h in hits if h.is_file() and h.suffix.lower() in IMAGE_SUFFIXES | MOVIE_SUFFIXES]
+            hits = [
+                h
+                for h in hits
+                if h.is_file() and h.suffix.lower() in IMAGE_SUFFIXES | MOVIE_SUFFIXES
+            ]
             if not hits:
                 problems.append(f"{src}: {key}: glob {item!r} matches no image or clip")
             out.extend(hits)
         elif p.is_dir():
-            hits = sorted(h for h in p.iterdir() if h.is_file() and h.suffix.lower() in IMAGE_SUFFIXES | MOVIE_SUFFIXES)
+            hits = sorted(
+                h
+                for h in p.iterdir()
+                if h.is_file() and h.suffix.lower() in IMAGE_SUFFIXES | MOVIE_SUFFIXES
+            )
             if not hits:
                 problems.append(f"{src}: {key}: folder {item!r} holds no image or clip")
             out.extend(hits)
@@ -165,7 +175,9 @@ def _check_plate_path(path: Path, raw: str, src: str, problems: list[str]) -> No
     if any(tok in text for tok in ("#", "%0", "@")):
         folder = path.parent
         if not folder.is_dir():
-            problems.append(f"{src}: plate.path: folder of sequence {raw!r} does not exist ({folder})")
+            problems.append(
+                f"{src}: plate.path: folder of sequence {raw!r} does not exist ({folder})"
+            )
         return
     if not path.is_file():
         problems.append(f"{src}: plate.path: {raw!r} does not exist (resolved to {path})")
@@ -191,10 +203,14 @@ def load_shot(path: str | os.PathLike[str], *, check_files: bool = True) -> Shot
     data = read_yaml(src_path, ShotSpecError)
     problems: list[str] = []
     if not isinstance(data, dict):
-        raise ShotSpecError([f"{src}: <top>: expected a mapping of keys, got {type(data).__name__}"])
+        raise ShotSpecError(
+            [f"{src}: <top>: expected a mapping of keys, got {type(data).__name__}"]
+        )
     raw = from_mapping(_RawShot, data, source=src, problems=problems)
     if raw is None:
-        raise ShotSpecError(problems, "see the shot-spec section of README.md for the accepted keys")
+        raise ShotSpecError(
+            problems, "see the shot-spec section of README.md for the accepted keys"
+        )
     base = src_path.parent
     if not NAME_RE.match(raw.shot):
         problems.append(
@@ -219,18 +235,24 @@ def load_shot(path: str | os.PathLike[str], *, check_files: bool = True) -> Shot
     if perf.seed_box is not None:
         x0, y0, x1, y1 = perf.seed_box
         if not (x1 > x0 and y1 > y0):
-            problems.append(f"{src}: plate.performer.seed_box: {list(perf.seed_box)} must be [x0, y0, x1, y1] with x1>x0, y1>y0")
+            problems.append(
+                f"{src}: plate.performer.seed_box: {list(perf.seed_box)} must be [x0, y0, x1, y1] with x1>x0, y1>y0"
+            )
     if check_files:
         _check_plate_path(plate_path, raw.plate.path, src, problems)
         refs = _expand_references(base, raw.actor.references, src, problems)
         if consent is not None and not consent.is_file():
-            problems.append(f"{src}: actor.consent: {raw.actor.consent!r} does not exist (resolved to {consent})")
+            problems.append(
+                f"{src}: actor.consent: {raw.actor.consent!r} does not exist (resolved to {consent})"
+            )
         if perf_ref is not None and not perf_ref.is_file():
             problems.append(f"{src}: plate.performer.reference: {perf.reference!r} does not exist")
     else:
         refs = [_resolve(base, r) for r in raw.actor.references]
     if problems:
-        raise ShotSpecError(problems, "see the shot-spec section of README.md for the accepted keys")
+        raise ShotSpecError(
+            problems, "see the shot-spec section of README.md for the accepted keys"
+        )
     return ShotSpec(
         source=src_path,
         shot=raw.shot,

@@ -20,6 +20,15 @@ def astronaut() -> np.ndarray:
     return np.ascontiguousarray(data.astronaut())
 
 
+def astronaut_head() -> np.ndarray:
+    """The astronaut's head and shoulders, 200×200 (the face fills about half of it).
+
+    Returns: 200×200×3 uint8, display sRGB. Resized to 160 px or more, dlib's HOG detector finds
+    the face without upsampling.
+    """
+    return np.ascontiguousarray(astronaut()[26:226, 122:322])
+
+
 @dataclass(frozen=True)
 class Motion:
     """Head motion per frame: translation in pixels, rotation in degrees, scale factor.
@@ -83,7 +92,9 @@ def moving_portrait(
     rng = np.random.default_rng(seed)
     frames = np.empty((n, h, w, 3), np.uint8)
     for i in range(n):
-        f = cv2.warpAffine(base, mats[i], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        f = cv2.warpAffine(
+            base, mats[i], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
         if noise_sigma > 0:
             f = np.clip(f + rng.normal(0.0, noise_sigma, f.shape), 0, 255).astype(np.uint8)
         frames[i] = f

@@ -85,7 +85,11 @@ class Workdir:
 
     def shots(self) -> list[str]:
         d = self.root / "shots"
-        return sorted(p.name for p in d.iterdir() if p.is_dir() and NAME_RE.match(p.name)) if d.is_dir() else []
+        return (
+            sorted(p.name for p in d.iterdir() if p.is_dir() and NAME_RE.match(p.name))
+            if d.is_dir()
+            else []
+        )
 
     # -- source fingerprints ----------------------------------------------------------------
     def fingerprint(self, paths: list[Path]) -> str:
@@ -149,7 +153,12 @@ class Workdir:
                 n += 1
                 continue
             with os.fdopen(fd, "w") as fh:
-                json.dump({**plan, "version": v, "delivery_key": delivery_key}, fh, indent=2, sort_keys=True)
+                json.dump(
+                    {**plan, "version": v, "delivery_key": delivery_key},
+                    fh,
+                    indent=2,
+                    sort_keys=True,
+                )
                 fh.flush()
                 os.fsync(fh.fileno())
             return v
@@ -216,7 +225,9 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     return data if data.get("schema") == MANIFEST_SCHEMA else None
 
 
-def manifest_matches(folder: Path, key: str, config_digest: str, *, verify_hashes: bool = False) -> bool:
+def manifest_matches(
+    folder: Path, key: str, config_digest: str, *, verify_hashes: bool = False
+) -> bool:
     """True when ``folder`` holds a finished stage with this key and config, outputs present."""
     m = read_manifest(folder)
     if m is None or m.get("key") != key or m.get("config_digest") != config_digest:
@@ -242,7 +253,14 @@ def record_state(workdir: Workdir, shot: str, task: str, kind: str, **info: Any)
         state_path(workdir, shot, task, other).unlink(missing_ok=True)
     write_json(
         state_path(workdir, shot, task, kind),
-        {"task": task, "state": kind, "time": time.time(), "host": socket.gethostname(), "pid": os.getpid(), **info},
+        {
+            "task": task,
+            "state": kind,
+            "time": time.time(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            **info,
+        },
     )
 
 

@@ -78,7 +78,12 @@ class ShotTask(luigi.Task):
         return self.plan.workdir
 
     def upstream(self, **extra: Any) -> dict[str, Any]:
-        return {"spec": self.spec, "workdir": self.workdir, "plan_digest": self.plan_digest, **extra}
+        return {
+            "spec": self.spec,
+            "workdir": self.workdir,
+            "plan_digest": self.plan_digest,
+            **extra,
+        }
 
     def output(self) -> ManifestTarget:
         st = self.stage

@@ -35,7 +35,14 @@ def build_tasks(spec_paths: list[str], workdir: str) -> tuple[list, list[tuple[s
         sp = str(Path(sp).resolve())
         plan = cached_plan(sp, workdir)
         version = allocate_version(plan)
-        tasks.append(Deliver(spec=sp, workdir=str(Path(workdir).resolve()), plan_digest=plan.digest, version=version))
+        tasks.append(
+            Deliver(
+                spec=sp,
+                workdir=str(Path(workdir).resolve()),
+                plan_digest=plan.digest,
+                version=version,
+            )
+        )
         versions.append((plan.spec.shot, version))
     return tasks, versions
 
@@ -131,7 +138,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     def run_opts(q: argparse.ArgumentParser) -> None:
         q.add_argument("--workdir", required=True)
-        q.add_argument("--scheduler-url", default=None, help="a running luigid; default: local scheduler")
+        q.add_argument(
+            "--scheduler-url", default=None, help="a running luigid; default: local scheduler"
+        )
         q.add_argument("--workers", type=int, default=1)
 
     p = sub.add_parser("submit", help="run the chain for one or more shots")
@@ -154,7 +163,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     os.environ.setdefault("PYTHONHASHSEED", "0")
     try:
         return args.fn(args)

@@ -12,6 +12,7 @@ from pipeline.ingest import load_cached_plate
 from pipeline.plan import StagePlan
 from tasks.base import ManifestTarget, ShotTask
 from tasks.ingest import Ingest
+from tasks.track import Track
 
 
 class Deliver(ShotTask):
@@ -19,11 +20,13 @@ class Deliver(ShotTask):
     version = luigi.Parameter(description="the shot version this delivery is, e.g. v001")
 
     def requires(self) -> dict[str, ShotTask]:
-        return {"ingest": Ingest(**self.upstream())}
+        return {"ingest": Ingest(**self.upstream()), "track": Track(**self.upstream())}
 
     def output(self) -> ManifestTarget:
         st: StagePlan = self.stage
-        return ManifestTarget(self.wd.version_dir(self.shot, self.version), self.plan.delivery_key, st.config_digest)
+        return ManifestTarget(
+            self.wd.version_dir(self.shot, self.version), self.plan.delivery_key, st.config_digest
+        )
 
     def run_stage(self, folder: Path) -> dict[str, Any]:
         plan = self.plan

@@ -15,6 +15,11 @@ class Ingest(ShotTask):
     def run_stage(self, folder: Path) -> dict[str, Any]:
         spec = self.plan.spec
         plate = ingest_plate(
-            spec.plate_path, spec.colorspace, self.stage.frames, self.plan.profile.ingest, folder, self.progress
+            spec.plate_path,
+            spec.colorspace,
+            self.stage.frames,
+            self.plan.profile.ingest,
+            folder,
+            self.progress,
         )
         return {"plate": plate.to_json(), "source_fingerprint": self.plan.source_fingerprint}

@@ -36,7 +36,7 @@ def test_sigkill_mid_write_leaves_no_final_file(tmp_path):
         f"""
         import os, signal, time
         from pipeline.atomic import atomic_dir
-        with atomic_dir({str(tmp_path / 'seq')!r}) as tmp:
+        with atomic_dir({str(tmp_path / "seq")!r}) as tmp:
             for i in range(5):
                 (tmp / f'f.{{i}}').write_bytes(b'x' * 1000)
             os.kill(os.getpid(), signal.SIGKILL)

@@ -30,7 +30,9 @@ def test_from_mapping_builds_frozen():
 
 def test_every_problem_reported_at_once():
     with pytest.raises(ConfigError) as ei:
-        from_mapping(Outer, {"nme": "a", "inner": {"size": 300, "bogus": 1}, "limit": "x"}, source="f.yaml")
+        from_mapping(
+            Outer, {"nme": "a", "inner": {"size": 300, "bogus": 1}, "limit": "x"}, source="f.yaml"
+        )
     text = str(ei.value)
     assert "f.yaml: nme: unknown key" in text
     assert "f.yaml: name: required key is missing" in text

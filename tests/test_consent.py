@@ -6,7 +6,13 @@ import yaml
 from pipeline.consent import load_consent
 from pipeline.errors import ConsentError
 
-GOOD = {"actor": "jdoe", "granted_by": "Jane Doe", "scope": ["de-aging"], "expires": "2027-12-31", "reference": "contract 2026-114"}
+GOOD = {
+    "actor": "jdoe",
+    "granted_by": "Jane Doe",
+    "scope": ["de-aging"],
+    "expires": "2027-12-31",
+    "reference": "contract 2026-114",
+}
 
 
 def _write(tmp_path, **over):

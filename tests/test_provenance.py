@@ -4,8 +4,18 @@ from pipeline.provenance import append_audit, provenance_attrs
 
 
 def test_provenance_attrs_complete():
-    a = provenance_attrs(synthetic=True, actor_id="jdoe", consent_id="c1", model_sha256="m", source_plate_sha256="s")
-    for k in ("synthetic", "actor_id", "consent_id", "model_sha256", "source_plate_sha256", "tool_version", "timestamp"):
+    a = provenance_attrs(
+        synthetic=True, actor_id="jdoe", consent_id="c1", model_sha256="m", source_plate_sha256="s"
+    )
+    for k in (
+        "synthetic",
+        "actor_id",
+        "consent_id",
+        "model_sha256",
+        "source_plate_sha256",
+        "tool_version",
+        "timestamp",
+    ):
         assert f"likeness:{k}" in a
     assert a["likeness:synthetic"] == "1" and all(isinstance(v, str) for v in a.values())
 

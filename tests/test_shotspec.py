@@ -15,8 +15,16 @@ def _shot(tmp_path, **over):
     (tmp_path / "consent" / "jdoe.yaml").write_text("actor: jdoe\n")
     spec = {
         "shot": "sh010",
-        "plate": {"path": "plates/sh010.mov", "frames": "1001-1010", "colorspace": "sRGB Encoded Rec.709 (sRGB)"},
-        "actor": {"id": "jdoe", "references": ["refs/*.jpg", "refs/b.png"], "consent": "consent/jdoe.yaml"},
+        "plate": {
+            "path": "plates/sh010.mov",
+            "frames": "1001-1010",
+            "colorspace": "sRGB Encoded Rec.709 (sRGB)",
+        },
+        "actor": {
+            "id": "jdoe",
+            "references": ["refs/*.jpg", "refs/b.png"],
+            "consent": "consent/jdoe.yaml",
+        },
         "profile": "cpu-preview",
         "output": {"exr": {"compression": "piz"}, "review": {"codec": "prores_4444"}},
     }

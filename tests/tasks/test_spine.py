@@ -63,16 +63,22 @@ def test_config_change_reruns_exactly_downstream(tmp_path):
     (tmp_path / "shot" / "profile.yaml").write_text(yaml.safe_dump(prof))
     assert main(["submit", str(spec), "--workdir", str(wd)]) == 0
     second = _manifests(wd)
-    ingest = [k for k in first if "/stages/ingest/" in k]
-    assert len(ingest) == 1 and second[ingest[0]] == first[ingest[0]]
+    upstream = [k for k in first if "/stages/" in k]
+    assert len(upstream) == 3  # ingest, one track chunk, track
+    assert all(second[k] == first[k] for k in upstream)
     assert "shots/sh010/v002" in second and second["shots/sh010/v001"] == first["shots/sh010/v001"]
-    # an ingest change reruns ingest and delivery
+    # an ingest change reruns ingest and everything downstream of it
     prof["ingest"]["cache_compression"] = "piz"
     (tmp_path / "shot" / "profile.yaml").write_text(yaml.safe_dump(prof))
     assert main(["submit", str(spec), "--workdir", str(wd)]) == 0
     third = _manifests(wd)
     new = set(third) - set(second)
-    assert {k.split("/")[3] if "/stages/" in k else k for k in new} == {"ingest", "shots/sh010/v003"}
+    assert {k.split("/")[3] if "/stages/" in k else k for k in new} == {
+        "ingest",
+        "track_chunk",
+        "track",
+        "shots/sh010/v003",
+    }
 
 
 def test_kill_mid_stage_leaves_no_final_file_and_rerun_completes(tmp_path):
@@ -81,7 +87,9 @@ def test_kill_mid_stage_leaves_no_final_file_and_rerun_completes(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tasks.cli", "submit", str(spec), "--workdir", str(wd)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     stages = wd / "shots" / "sh010" / "stages" / "ingest"
     deadline = time.time() + 120
@@ -112,7 +120,9 @@ def test_status_json_shape(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     v = data["shots"]["sh010"]["versions"]["v001"]
     assert set(v["stages"]) >= {"ingest", "deliver"}
-    assert v["outputs"]["exr"].endswith("sh010.####.exr") and v["outputs"]["review"].endswith(".mov")
+    assert v["outputs"]["exr"].endswith("sh010.####.exr") and v["outputs"]["review"].endswith(
+        ".mov"
+    )
 
 
 def test_validate_reports_unknown_key(tmp_path, capsys):

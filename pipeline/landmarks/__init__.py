@@ -1,0 +1,115 @@
+"""Facial landmark backends behind one interface, chosen by name from a dict registry.
+
+Every backend returns :class:`Detection` objects: 68 points in the iBUG 68 layout, a confidence
+in 0..1 and a face box, all in pixel coordinates of the image it was given.
+
+- ``dlib`` (default, offline): dlib's HOG detector and the 68-point shape predictor shipped by
+  the ``face_recognition_models`` package.
+- ``fan``: face-alignment's 2D-FAN-4 heatmap network on dlib's HOG boxes. Its weights come from
+  a configured path or torch's hub cache and are never downloaded.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.errors import ConfigError
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face found or fitted in one image.
+
+    Attributes:
+        points: 68×2 float32, iBUG 68 layout, (x, y) pixel coordinates of the input image.
+        confidence: 0..1. For a detection: the detector's score through a logistic (0.5 at the
+            detector's threshold). For a fit in a given box: the backend's own measure, 1.0 where
+            it has none (dlib's shape predictor).
+        box: ``(x0, y0, x1, y1)`` face box in pixels of the input image.
+    """
+
+    points: np.ndarray
+    confidence: float
+    box: Box
+
+
+class LandmarkBackend(Protocol):
+    """What every landmark backend provides."""
+
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Find every face. ``image``: H×W×3 uint8 display sRGB. Returns: detections, any order."""
+        ...
+
+    def fit(self, image: np.ndarray, box: Box) -> Detection:
+        """Landmarks of the face in ``box`` (used between keyframes). ``image`` as in detect."""
+        ...
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """Check an image handed to a backend.
+
+    Args:
+        image: H×W×3 uint8 display sRGB (H×W uint8 grey is accepted too).
+
+    Returns:
+        the same array, C-contiguous.
+
+    Raises:
+        ValueError: wrong dtype or shape, naming what was received.
+    """
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
+        raise ValueError(
+            f"landmark backends take H×W×3 uint8 display-sRGB images, got {img.dtype} {img.shape}; "
+            "convert scene-linear plates to display sRGB uint8 first"
+        )
+    return np.ascontiguousarray(img)
+
+
+from pipeline.landmarks.dlib_backend import DlibBackend  # noqa: E402
+from pipeline.landmarks.fan_backend import FanBackend  # noqa: E402
+
+BACKENDS: dict[str, type] = {"dlib": DlibBackend, "fan": FanBackend}
+
+
+def get_backend(name: str, **params: Any) -> LandmarkBackend:
+    """Build a landmark backend by its registry name.
+
+    Args:
+        name: a key of :data:`BACKENDS`.
+        **params: the backend's constructor arguments.
+
+    Raises:
+        ConfigError: unknown name or unknown parameter.
+        WeightsMissingError: the backend's model file is not provisioned.
+    """
+    cls = BACKENDS.get(name)
+    if cls is None:
+        raise ConfigError(
+            [f"track.backend: got {name!r}, expected one of {', '.join(map(repr, BACKENDS))}"]
+        )
+    try:
+        inspect.signature(cls).bind(**params)
+    except TypeError as exc:
+        raise ConfigError([f"track: {name} backend: {exc}"]) from exc
+    return cls(**params)
+
+
+__all__ = [
+    "BACKENDS",
+    "Box",
+    "Detection",
+    "DlibBackend",
+    "FanBackend",
+    "LandmarkBackend",
+    "check_image",
+    "get_backend",
+]

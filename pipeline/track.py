@@ -1,0 +1,591 @@
+"""Face tracking through a shot: chunked tracking, identity lock, merge, smoothing, alignment.
+
+A shot is tracked in chunks of frames (``track.chunk_size``) so a farm can spread the work;
+:func:`merge_chunks` joins them into one :class:`~pipeline.landmarks.sidecar.Landmarks`.
+
+Inside a chunk (:func:`track_chunk`):
+
+- **Keyframes.** The detector runs every ``keyframe_interval`` frames, on a scene cut, and on
+  every frame while the face is lost.
+- **Between keyframes** the face box is predicted from the previous frame's landmarks (through
+  the box-to-template relation measured at the last keyframe) and the backend fits landmarks in
+  it. A 32² aligned grey patch is compared with the last keyframe's by normalized
+  cross-correlation; below ``lost_similarity`` the face is lost (occlusion, cut, drift) and the
+  detector runs at once.
+- **Identity lock.** On (re)acquisition the face is chosen by the nearest 128-d descriptor to the
+  hint's reference (must be under ``identity_threshold``), else by overlap with the hint's seed
+  box, else the only (or clearly largest) face. The chunk's own descriptor is taken at its first
+  acquisition and used to reacquire the same person after occlusions and cuts. On scheduled
+  keyframes the detection that overlaps the tracked face continues the track.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from pipeline.align import CANONICAL_68, apply_affine, invert_affine, umeyama
+from pipeline.atomic import atomic_path
+from pipeline.errors import IdentityError, NoFaceError, SchemaError, StageError
+from pipeline.identity import chip_descriptor, descriptor_distance, face_chip, face_descriptor
+from pipeline.landmarks import Box, Detection, LandmarkBackend, get_backend
+from pipeline.landmarks.sidecar import Landmarks
+from pipeline.smooth import SmoothConfig, smooth_track
+
+CHUNK_SCHEMA = "likeness.track-chunk/1"
+_PATCH = 32
+#: Inner-face square of the template sampled for the appearance check: x0, y0, side (unit).
+_PATCH_REGION = (0.2, 0.28, 0.6)
+_THUMB = 32
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """The ``track:`` section of a profile. Defaults suit the CPU preview profile.
+
+    Attributes:
+        backend: landmark backend name, a key of ``pipeline.landmarks.BACKENDS``.
+        fan_weights: path to 2D-FAN-4 weights; ``None`` uses torch's hub cache (fan only).
+        device: torch device for the fan backend.
+        keyframe_interval: run the detector every this many frames (and on cuts and losses).
+        chunk_size: frames per tracking chunk (one farm task each).
+        detect_max_side: the detector sees the frame downscaled to at most this side.
+        detect_upsample: dlib pyramid upsampling for the detector (1 finds faces half as large,
+            at four times the cost).
+        min_detection_score: HOG SVM margin threshold.
+        lost_similarity: patch correlation (0..1) with the last keyframe below which the face
+            counts as lost.
+        cut_threshold: mean absolute difference (0..1) of 32² frame thumbnails above which a
+            frame starts a new scene.
+        max_gap_interpolate: gaps of at most this many frames are interpolated; longer ones (and
+            gaps at the shot's ends) are flagged.
+        identity_threshold: descriptor L2 distance under which a face is the performer.
+        chunk_descriptor: keep the face chip of each chunk's first acquisition, so the face is
+            reacquired by identity after cuts and the merge can check identity across chunk
+            borders (the 0.13-s descriptor runs only when one of those needs it).
+        crop_size: side of the aligned face crop the transforms map to.
+        smoothing: temporal smoothing settings.
+    """
+
+    backend: Literal["dlib", "fan"] = "dlib"
+    fan_weights: str | None = None
+    device: str = "cpu"
+    keyframe_interval: int = 10
+    chunk_size: int = 48
+    detect_max_side: int = 640
+    detect_upsample: int = 0
+    min_detection_score: float = 0.0
+    lost_similarity: float = 0.35
+    cut_threshold: float = 0.2
+    max_gap_interpolate: int = 5
+    identity_threshold: float = 0.6
+    chunk_descriptor: bool = True
+    crop_size: Literal[128, 256, 512] = 256
+    smoothing: SmoothConfig = field(default_factory=SmoothConfig)
+
+    def validate(self) -> list[tuple[str, str]]:
+        """Problems as ``(key, message)``; empty when valid."""
+        out: list[tuple[str, str]] = []
+        for key, low in (
+            ("keyframe_interval", 1),
+            ("chunk_size", 1),
+            ("detect_max_side", 80),
+            ("detect_upsample", 0),
+            ("max_gap_interpolate", 0),
+        ):
+            if getattr(self, key) < low:
+                out.append((key, f"got {getattr(self, key)!r}, expected at least {low}"))
+        for key in ("lost_similarity", "cut_threshold"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                out.append((key, f"got {getattr(self, key)!r}, expected 0..1"))
+        if not 0.0 < self.identity_threshold < 2.0:
+            out.append(("identity_threshold", f"got {self.identity_threshold!r}, expected 0..2"))
+        if self.fan_weights is not None and self.backend != "fan":
+            out.append(("fan_weights", f"is set but backend is {self.backend!r}; remove it"))
+        out += [(f"smoothing.{k}", m) for k, m in self.smoothing.validate()]
+        return out
+
+
+@dataclass(frozen=True)
+class IdentityHint:
+    """Which face to follow when a plate holds several.
+
+    Attributes:
+        reference_descriptor: 128 float32 descriptor of the plate actor (from the shot spec's
+            reference), or ``None``.
+        seed_box: ``(x0, y0, x1, y1)`` around the performer on the first frame given to
+            :func:`track_chunk`, or ``None``. For chunked runs, turn a seed box into a
+            descriptor once with :func:`hint_from_seed` and pass that to every chunk.
+    """
+
+    reference_descriptor: np.ndarray | None = None
+    seed_box: Box | None = None
+
+
+@dataclass(frozen=True)
+class ChunkTrack:
+    """The raw track of one chunk of frames.
+
+    Attributes:
+        frames: N int64, consecutive plate frame numbers.
+        points: N×68×2 float32 landmarks in plate pixels; NaN where no face was followed.
+        confidence: N float32, 0..1; 0 where no face.
+        box: N×4 float32 face boxes; NaN where no face.
+        keyframe: N bool, the detector ran on this frame.
+        cut: N bool, a scene cut starts at this frame.
+        descriptor: 128 float32 identity of the followed face, NaN when not computed.
+        face_chip: 150×150×3 uint8 aligned chip of the face at its first acquisition (0×0×3
+            when none); :func:`merge_chunks` computes the descriptor from it when needed.
+        image_size: ``(width, height)``.
+        backend: the landmark backend's name.
+    """
+
+    frames: np.ndarray
+    points: np.ndarray
+    confidence: np.ndarray
+    box: np.ndarray
+    keyframe: np.ndarray
+    cut: np.ndarray
+    descriptor: np.ndarray
+    face_chip: np.ndarray
+    image_size: tuple[int, int]
+    backend: str
+
+
+def make_backend(cfg: TrackConfig) -> LandmarkBackend:
+    """The configured landmark backend."""
+    params: dict[str, object] = {
+        "detect_max_side": cfg.detect_max_side,
+        "upsample": cfg.detect_upsample,
+        "min_score": cfg.min_detection_score,
+    }
+    if cfg.backend == "fan":
+        params.update(weights=cfg.fan_weights, device=cfg.device)
+    return get_backend(cfg.backend, **params)
+
+
+def hint_from_seed(image: np.ndarray, seed_box: Box, cfg: TrackConfig) -> IdentityHint:
+    """Turn a seed box on one frame into a descriptor hint usable by every chunk of the shot.
+
+    Args:
+        image: H×W×3 uint8 display sRGB, the frame the seed box was drawn on.
+        seed_box: ``(x0, y0, x1, y1)`` pixels around the performer's face.
+        cfg: tracking settings (for the backend).
+
+    Raises:
+        NoFaceError: no detected face overlaps the seed box.
+    """
+    dets = make_backend(cfg).detect(image)
+    best = max(dets, key=lambda d: iou(d.box, seed_box), default=None)
+    if best is None or iou(best.box, seed_box) <= 0.0:
+        raise NoFaceError(
+            f"no face found overlapping the seed box {tuple(round(v) for v in seed_box)} "
+            f"({len(dets)} face(s) detected)",
+            "draw the seed box around the performer's face on the shot's first frame",
+        )
+    return IdentityHint(face_descriptor(image, best), tuple(float(v) for v in seed_box))
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _thumb(image: np.ndarray) -> np.ndarray:
+    step = max(1, min(image.shape[:2]) // (2 * _THUMB))
+    small = cv2.resize(image[::step, ::step], (_THUMB, _THUMB), interpolation=cv2.INTER_AREA)
+    return small.astype(np.float32) / 255.0
+
+
+def _patch(image: np.ndarray, to_unit: np.ndarray) -> np.ndarray:
+    """Zero-mean, unit-norm 32² grey patch of the inner face aligned by ``to_unit`` (image → unit).
+
+    Only the template's inner face (brows to chin) is sampled: hair and background around it
+    change with head motion and made the correlation drop on plain talking heads.
+    """
+    x0, y0, side = _PATCH_REGION
+    m = to_unit * (_PATCH / side)
+    m[:, 2] -= np.array([x0, y0]) * (_PATCH / side)
+    p = cv2.warpAffine(image, m, (_PATCH, _PATCH), flags=cv2.INTER_LINEAR)
+    p = p.astype(np.float32).mean(2) if p.ndim == 3 else p.astype(np.float32)
+    p -= p.mean()
+    return p / max(float(np.linalg.norm(p)), 1e-6)
+
+
+def _scale(m: np.ndarray) -> float:
+    return float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+
+
+class _Tracker:
+    """State of one face track inside a chunk."""
+
+    def __init__(self, cfg: TrackConfig, hint: IdentityHint | None):
+        self.cfg = cfg
+        self.backend = make_backend(cfg)
+        self.reference = None if hint is None else hint.reference_descriptor
+        self.seed = None if hint is None else hint.seed_box
+        self.descriptor: np.ndarray | None = None
+        self.chip: np.ndarray | None = None
+        self.points: np.ndarray | None = None  # previous frame's landmarks, 68×2
+        self.box: Box | None = None
+        self.template: np.ndarray | None = None
+        self.box_rel: tuple[float, float, float, float] | None = None  # cx, cy, w, h in unit
+        self.kf_conf = 0.0
+        self.since_kf = 0
+
+    def follow(self, image: np.ndarray) -> Detection | None:
+        """Landmarks of the face predicted from the previous frame, or None when lost."""
+        if self.points is None or self.box_rel is None or self.template is None:
+            return None
+        to_unit = umeyama(self.points, CANONICAL_68)
+        cx, cy, w, h = self.box_rel
+        c = apply_affine(invert_affine(to_unit), np.array([[cx, cy]]))[0]
+        s = _scale(to_unit)
+        box = (c[0] - w / s / 2, c[1] - h / s / 2, c[0] + w / s / 2, c[1] + h / s / 2)
+        det = self.backend.fit(image, box)
+        sim = float(np.sum(_patch(image, umeyama(det.points, CANONICAL_68)) * self.template))
+        if sim < self.cfg.lost_similarity:
+            return None
+        return Detection(det.points, self.kf_conf * det.confidence * min(sim, 1.0), det.box)
+
+    def acquire(self, image: np.ndarray, dets: list[Detection], fno: int) -> Detection | None:
+        """Choose the performer among detections (no continuity available)."""
+        if not dets:
+            return None
+        ref = self.reference if self.reference is not None else self.identity()
+        if ref is not None:
+            descs = [face_descriptor(image, d) for d in dets]
+            dist = [descriptor_distance(ref, x) for x in descs]
+            i = int(np.argmin(dist))
+            if dist[i] >= self.cfg.identity_threshold:
+                return None
+            self._keep_descriptor(descs[i])
+            return dets[i]
+        if self.seed is not None:
+            overlap = [iou(d.box, self.seed) for d in dets]
+            i = int(np.argmax(overlap))
+            self.seed = None  # the seed box belongs to the chunk's first frames only
+            chosen = dets[i] if overlap[i] > 0 else None
+        else:
+            areas = sorted(((_area(d.box), k) for k, d in enumerate(dets)), reverse=True)
+            if len(areas) > 1 and areas[0][0] < 1.5 * areas[1][0]:
+                raise IdentityError(
+                    f"frame {fno}: {len(dets)} faces of similar size and no identity hint: "
+                    + ", ".join(str(tuple(round(v) for v in d.box)) for d in dets),
+                    "name the plate actor's reference (descriptor) or a seed box in the shot spec",
+                )
+            chosen = dets[areas[0][1]]
+        if chosen is not None and self.cfg.chunk_descriptor and self.chip is None:
+            self.chip = face_chip(image, chosen)
+        return chosen
+
+    def identity(self) -> np.ndarray | None:
+        """Descriptor of the chunk's face, computed from its chip on first use."""
+        if self.descriptor is None and self.chip is not None:
+            self.descriptor = chip_descriptor(self.chip)
+        return self.descriptor
+
+    def _keep_descriptor(self, desc: np.ndarray) -> None:
+        if self.descriptor is None:
+            self.descriptor = desc
+
+    def continue_with(self, dets: list[Detection]) -> Detection | None:
+        """The detection that continues the current track on a scheduled keyframe."""
+        if self.box is None:
+            return None
+        scored = [(iou(d.box, self.box), d) for d in dets]
+        scored = [(o, d) for o, d in scored if o >= 0.3]
+        return max(scored, key=lambda od: od[0])[1] if scored else None
+
+    def anchor(self, image: np.ndarray, det: Detection) -> None:
+        """Make a detection the new keyframe: template patch and box relation."""
+        to_unit = umeyama(det.points, CANONICAL_68)
+        s = _scale(to_unit)
+        x0, y0, x1, y1 = det.box
+        c = apply_affine(to_unit, np.array([[(x0 + x1) / 2, (y0 + y1) / 2]]))[0]
+        self.box_rel = (float(c[0]), float(c[1]), (x1 - x0) * s, (y1 - y0) * s)
+        self.template = _patch(image, to_unit)
+        self.kf_conf = det.confidence
+        self.since_kf = 0
+
+    def step(self, image: np.ndarray, fno: int, cut: bool) -> tuple[Detection | None, bool]:
+        """Track one frame. Returns the followed face (or None) and whether the detector ran."""
+        scheduled = self.since_kf >= self.cfg.keyframe_interval - 1
+        followed = None if cut else self.follow(image)
+        if followed is not None and not scheduled:
+            self.since_kf += 1
+            return self._keep(followed), False
+        dets = self.backend.detect(image)
+        chosen = self.continue_with(dets) if followed is not None else None
+        if chosen is None and followed is None:
+            chosen = self.acquire(image, dets, fno)
+        if chosen is not None:
+            self.anchor(image, chosen)
+            return self._keep(chosen), True
+        if followed is not None:
+            # The detector missed a face the tracker still holds (e.g. a turned head).
+            self.since_kf = 0
+            return self._keep(followed), True
+        self.points = self.box = None
+        return None, True
+
+    def _keep(self, det: Detection) -> Detection:
+        self.points = det.points.astype(np.float64)
+        self.box = det.box
+        return det
+
+
+def _area(box: Box) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def track_chunk(
+    frames: Iterable[tuple[int, np.ndarray]], cfg: TrackConfig, hint: IdentityHint | None
+) -> ChunkTrack:
+    """Track the performer's face through consecutive frames.
+
+    Args:
+        frames: ``(frame number, image)`` pairs in order, consecutive numbers; images are
+            H×W×3 uint8 display sRGB, all one size.
+        cfg: tracking settings.
+        hint: which face to follow when there are several; ``None`` follows the only (or
+            clearly largest) face.
+
+    Returns:
+        the chunk's :class:`ChunkTrack`.
+
+    Raises:
+        ValueError: a frame of the wrong dtype, shape or size, or non-consecutive numbers.
+        IdentityError: several similar faces and no hint to choose.
+        WeightsMissingError: the backend's weights are not provisioned.
+    """
+    tracker = _Tracker(cfg, hint)
+    rows: list[tuple[int, np.ndarray, float, np.ndarray, bool, bool]] = []
+    size: tuple[int, int] | None = None
+    prev_thumb: np.ndarray | None = None
+    nan_pts = np.full((68, 2), np.nan, np.float32)
+    nan_box = np.full(4, np.nan, np.float32)
+    for fno, image in frames:
+        img = np.asarray(image)
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"frame {fno}: expected H×W×3 uint8 sRGB, got {img.dtype} {img.shape}")
+        if size is None:
+            size = (img.shape[1], img.shape[0])
+        elif size != (img.shape[1], img.shape[0]):
+            raise ValueError(f"frame {fno}: size {img.shape[1]}×{img.shape[0]}, chunk is {size}")
+        if rows and fno != rows[-1][0] + 1:
+            raise ValueError(f"frame {fno} follows frame {rows[-1][0]}: frames must be consecutive")
+        thumb = _thumb(img)
+        cut = (
+            prev_thumb is not None and float(np.abs(thumb - prev_thumb).mean()) > cfg.cut_threshold
+        )
+        prev_thumb = thumb
+        det, keyframe = tracker.step(img, fno, cut)
+        if det is None:
+            rows.append((fno, nan_pts, 0.0, nan_box, keyframe, cut))
+        else:
+            rows.append(
+                (
+                    fno,
+                    det.points.astype(np.float32),
+                    det.confidence,
+                    np.array(det.box),
+                    keyframe,
+                    cut,
+                )
+            )
+    if size is None:
+        raise ValueError("track_chunk got no frames")
+    desc = tracker.descriptor if tracker.descriptor is not None else np.full(128, np.nan)
+    return ChunkTrack(
+        frames=np.array([r[0] for r in rows], np.int64),
+        points=np.stack([r[1] for r in rows]).astype(np.float32),
+        confidence=np.array([r[2] for r in rows], np.float32),
+        box=np.stack([r[3] for r in rows]).astype(np.float32),
+        keyframe=np.array([r[4] for r in rows], bool),
+        cut=np.array([r[5] for r in rows], bool),
+        descriptor=np.asarray(desc, np.float32),
+        face_chip=tracker.chip if tracker.chip is not None else np.zeros((0, 0, 3), np.uint8),
+        image_size=size,
+        backend=cfg.backend,
+    )
+
+
+def save_chunk(path: str | os.PathLike[str], track: ChunkTrack) -> Path:
+    """Write a chunk's track atomically as a schema-versioned ``.npz``. Returns the path."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh,
+                schema=np.array(CHUNK_SCHEMA),
+                frames=track.frames,
+                points=track.points,
+                confidence=track.confidence,
+                box=track.box,
+                keyframe=track.keyframe,
+                cut=track.cut,
+                descriptor=track.descriptor,
+                face_chip=track.face_chip,
+                image_size=np.array(track.image_size, np.int64),
+                backend=np.array(track.backend),
+            )
+    return Path(path)
+
+
+def load_chunk(path: str | os.PathLike[str]) -> ChunkTrack:
+    """Read a chunk written by :func:`save_chunk`.
+
+    Raises:
+        SchemaError: unreadable file or another schema.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise SchemaError(f"cannot read track chunk {path}: {exc}", "rerun that chunk") from exc
+    schema = str(a.get("schema", ""))
+    if schema != CHUNK_SCHEMA:
+        raise SchemaError(
+            f"{path} has schema {schema!r}, expected {CHUNK_SCHEMA!r}", "rerun that chunk"
+        )
+    return ChunkTrack(
+        frames=a["frames"].astype(np.int64),
+        points=a["points"].astype(np.float32),
+        confidence=a["confidence"].astype(np.float32),
+        box=a["box"].astype(np.float32),
+        keyframe=a["keyframe"].astype(bool),
+        cut=a["cut"].astype(bool),
+        descriptor=a["descriptor"].astype(np.float32),
+        face_chip=a["face_chip"].astype(np.uint8),
+        image_size=(int(a["image_size"][0]), int(a["image_size"][1])),
+        backend=str(a["backend"]),
+    )
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Inclusive index runs where ``mask`` is True."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0] - 1, strict=True))
+
+
+def _identity_outliers(chunks: list[ChunkTrack], threshold: float) -> list[int]:
+    """Chunks whose descriptor is farther than ``threshold`` from the shot's medoid."""
+    descs = {}
+    for i, c in enumerate(chunks):
+        if np.isfinite(c.descriptor).all():
+            descs[i] = c.descriptor
+        elif c.face_chip.size:
+            descs[i] = chip_descriptor(c.face_chip)
+    have = sorted(descs)
+    if len(have) < 2:
+        return []
+    d = np.array([[descriptor_distance(descs[i], descs[j]) for j in have] for i in have])
+    tracked = np.array([(chunks[i].confidence > 0).sum() for i in have])
+    # The medoid, ties broken towards the chunk with more frames.
+    medoid = int(np.lexsort((-tracked, np.median(d, 1)))[0])
+    return [have[k] for k in range(len(have)) if d[k, medoid] >= threshold]
+
+
+def merge_chunks(
+    chunks: list[ChunkTrack], cfg: TrackConfig, image_size: tuple[int, int]
+) -> Landmarks:
+    """Join chunk tracks into the shot's smoothed landmarks and alignment transforms.
+
+    Steps: order the chunks and check they tile the shot; drop chunks whose face descriptor is
+    another person than the rest of the shot (their frames become flagged gaps); break the track
+    at cuts, at long gaps and at chunk borders where the face jumps; smooth each stretch (which
+    also fills short gaps); flag the long gaps.
+
+    Args:
+        chunks: the shot's chunks, any order.
+        cfg: tracking settings (gap length, identity threshold, smoothing, crop size).
+        image_size: ``(width, height)`` of the plate.
+
+    Returns:
+        the shot's :class:`Landmarks`.
+
+    Raises:
+        StageError: no chunks, chunks that overlap or leave holes, or another plate size.
+    """
+    if not chunks:
+        raise StageError("merge_chunks got no chunks", "run the track chunks first")
+    chunks = sorted(chunks, key=lambda c: int(c.frames[0]))
+    for c in chunks:
+        if tuple(c.image_size) != tuple(image_size):
+            raise StageError(
+                f"chunk {c.frames[0]}-{c.frames[-1]} was tracked at {c.image_size}, "
+                f"the plate is {tuple(image_size)}",
+                "rerun the track chunks on this plate",
+            )
+    frames = np.concatenate([c.frames for c in chunks])
+    if np.any(np.diff(frames) != 1):
+        k = int(np.nonzero(np.diff(frames) != 1)[0][0])
+        raise StageError(
+            f"track chunks do not tile the shot: frame {frames[k]} is followed by {frames[k + 1]}",
+            "rerun the missing or overlapping chunks",
+        )
+    rejected = _identity_outliers(chunks, cfg.identity_threshold)
+    raw = np.concatenate([c.points for c in chunks]).astype(np.float64)
+    conf = np.concatenate([c.confidence for c in chunks]).astype(np.float32)
+    box = np.concatenate([c.box for c in chunks]).astype(np.float32)
+    breaks = np.concatenate([c.cut for c in chunks])
+    starts = np.cumsum([0] + [len(c.frames) for c in chunks])
+    for i in rejected:
+        sl = slice(starts[i], starts[i + 1])
+        raw[sl], conf[sl], box[sl] = np.nan, 0.0, np.nan
+    for s in starts[1:-1]:
+        # A face that jumps across a chunk border is a new stretch, not motion to smooth over.
+        if np.isfinite(box[s - 1]).all() and np.isfinite(box[s]).all():
+            if iou(tuple(box[s - 1]), tuple(box[s])) < 0.3:
+                breaks[s] = True
+    n = len(frames)
+    seen = np.isfinite(raw).all((1, 2))
+    gaps: list[tuple[int, int]] = []
+    fill = np.zeros(n, bool)
+    for a, b in _runs(~seen):
+        bounded = a > 0 and b < n - 1 and not breaks[a : b + 2].any()
+        if bounded and b - a + 1 <= cfg.max_gap_interpolate:
+            fill[a : b + 1] = True
+        else:
+            gaps.append((int(frames[a]), int(frames[b])))
+    tracked = seen | fill
+    points = np.full((n, 68, 2), np.nan)
+    pose = np.full((n, 2, 3), np.nan)
+    # Stretches: runs of tracked frames, also split at cuts.
+    for a, b in _runs(tracked):
+        cuts = [a] + [int(i) for i in np.nonzero(breaks[a + 1 : b + 1])[0] + a + 1] + [b + 1]
+        for s, e in zip(cuts[:-1], cuts[1:], strict=True):
+            points[s:e], pose[s:e] = smooth_track(raw[s:e], cfg.smoothing)
+    inverse = pose.copy()
+    inverse[:, :, :2] /= cfg.crop_size
+    transform = np.full_like(inverse, np.nan)
+    for i in np.nonzero(tracked)[0]:
+        transform[i] = invert_affine(inverse[i])
+    for a, b in _runs(fill):
+        for j in range(4):
+            t = np.arange(a - 1, b + 2)
+            box[a : b + 1, j] = np.interp(np.arange(a, b + 1), t[[0, -1]], box[[a - 1, b + 1], j])
+    return Landmarks(
+        frames=frames,
+        points=points.astype(np.float32),
+        raw_points=raw.astype(np.float32),
+        confidence=conf,
+        box=box,
+        transform=transform,
+        inverse=inverse,
+        tracked=tracked,
+        interpolated=fill,
+        gaps=gaps,
+        crop_size=int(cfg.crop_size),
+        image_size=(int(image_size[0]), int(image_size[1])),
+    )
