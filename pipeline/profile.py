@@ -14,7 +14,10 @@ from pathlib import Path
 from pipeline.config import from_mapping, read_yaml
 from pipeline.deliver import DeliverConfig
 from pipeline.errors import ConfigError
+from engines.base import EngineConfig
+from pipeline.composite import CompositeConfig
 from pipeline.ingest import IngestConfig
+from pipeline.references import ReferencesConfig
 from pipeline.track import TrackConfig
 
 
@@ -37,6 +40,9 @@ class Profile:
     description: str = ""
     ingest: IngestConfig = field(default_factory=IngestConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
+    references: ReferencesConfig = field(default_factory=ReferencesConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    composite: CompositeConfig = field(default_factory=CompositeConfig)
     deliver: DeliverConfig = field(default_factory=DeliverConfig)
 
 
