@@ -1,0 +1,189 @@
+"""Warp baseline W: the nearest reference frame warped to the target landmarks (no parameters).
+
+Not in Zakharov et al. 2019. It is the floor the learned model must beat, and, optionally, G's
+second input (``Generator(use_warp=True)``), so that G learns a correction instead of a whole
+face.
+
+The warp is piecewise-affine over a Delaunay mesh of the target's 68 points plus a ring of
+anchors outside the crop. The anchors follow the global similarity between the two shapes, so
+hair, neck and background move with the head. The dense map is computed in numpy/scipy; the
+resampling is ``cv2.remap`` or its 4-D ``grid_sample`` twin :func:`remap_torch`
+(ONNX/TensorRT-friendly: never a 5-D ``grid_sample``).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.spatial import Delaunay
+from torch import nn
+
+from pipeline.errors import LikenessError
+from pipeline.retarget import apply_similarity, fit_similarity
+
+
+class WarpInputError(LikenessError):
+    """Warp inputs have the wrong shapes or no references."""
+
+
+def _anchors(size: int, per_side: int = 5) -> np.ndarray:
+    """Ring of points on a square half a crop outside the image: (4·per_side)×2 float64."""
+    lo, hi = -0.5 * size, 1.5 * size
+    t = np.linspace(lo, hi, per_side + 1)
+    ring = [(x, y) for x in t for y in t if x in (lo, hi) or y in (lo, hi)]
+    return np.asarray(ring, np.float64)
+
+
+def _check_points(points: np.ndarray, name: str) -> np.ndarray:
+    points = np.asarray(points, np.float64)
+    if points.shape != (68, 2) or not np.all(np.isfinite(points)):
+        raise WarpInputError(
+            f"{name} landmarks have shape {points.shape} or are not finite",
+            "pass 68×2 (x, y) crop pixel coordinates",
+        )
+    return points
+
+
+def warp_map(src_points: np.ndarray, dst_points: np.ndarray, size: int) -> np.ndarray:
+    """Dense backward map of the piecewise-affine warp taking ``src_points`` to ``dst_points``.
+
+    Args:
+        src_points: 68×2 float, landmarks of the source image, crop pixels.
+        dst_points: 68×2 float, target landmarks, crop pixels.
+        size: crop side.
+
+    Returns:
+        size×size×2 float32: for each output pixel, the (x, y) to sample in the source.
+
+    Raises:
+        WarpInputError: wrong shapes or non-finite points.
+    """
+    src = _check_points(src_points, "source")
+    dst = _check_points(dst_points, "target")
+    glob = fit_similarity(dst, src)  # target frame → source frame
+    anchors = _anchors(size)
+    dst_all = np.concatenate([dst, anchors])
+    src_all = np.concatenate([src, apply_similarity(glob, anchors)])
+    # QJ joggles coincident points (a closed mouth's inner lip) so every point is a vertex.
+    tri = Delaunay(dst_all, qhull_options="QJ")
+    ys, xs = np.mgrid[0:size, 0:size]
+    pix = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)  # P×2
+    simplex = tri.find_simplex(pix)  # P, −1 outside the hull
+    inside = simplex >= 0
+    s = np.where(inside, simplex, 0)
+    trans = tri.transform[s]  # P×3×2
+    b01 = np.einsum("pij,pj->pi", trans[:, :2], pix - trans[:, 2])  # P×2
+    bary = np.concatenate([b01, 1.0 - b01.sum(1, keepdims=True)], 1)  # P×3
+    verts = tri.simplices[s]  # P×3
+    mapped = (bary[..., None] * src_all[verts]).sum(1)  # P×2
+    mapped = np.where(inside[:, None], mapped, apply_similarity(glob, pix))
+    return mapped.reshape(size, size, 2).astype(np.float32)  # size×size×2
+
+
+def warp_image(image: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray) -> np.ndarray:
+    """Warp ``image`` so that its landmarks ``src_points`` land on ``dst_points``.
+
+    Args:
+        image: H×W×C float32, display sRGB (any colour space works: resampling is linear),
+            square, with ``src_points`` in its pixel coordinates.
+        src_points: 68×2 float.
+        dst_points: 68×2 float.
+
+    Returns:
+        H×W×C float32, same colour space.
+
+    Raises:
+        WarpInputError: non-square image or bad landmarks.
+    """
+    if image.ndim != 3 or image.shape[0] != image.shape[1]:
+        raise WarpInputError(f"warp needs a square H×W×C image, got {image.shape}", "align first")
+    m = warp_map(src_points, dst_points, image.shape[0])
+    out = cv2.remap(
+        np.ascontiguousarray(image, np.float32),
+        m[..., 0],
+        m[..., 1],
+        interpolation=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return out.reshape(image.shape)
+
+
+def shape_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """RMS distance between two 68-point shapes after similarity-aligning ``a`` onto ``b``,
+    divided by ``b``'s RMS radius (scale-free)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    aligned = apply_similarity(fit_similarity(a, b), a)
+    radius = np.sqrt(((b - b.mean(0)) ** 2).sum(1).mean())
+    return float(np.sqrt(((aligned - b) ** 2).sum(1).mean()) / max(radius, 1e-9))
+
+
+def nearest_reference(ref_points: np.ndarray, target_points: np.ndarray) -> int:
+    """Index of the reference whose landmark shape is nearest the target's.
+
+    Args:
+        ref_points: K×68×2 float, reference landmarks.
+        target_points: 68×2 float.
+
+    Raises:
+        WarpInputError: no references, or wrong shapes.
+    """
+    ref_points = np.asarray(ref_points, np.float64)
+    if ref_points.ndim != 3 or ref_points.shape[0] == 0 or ref_points.shape[1:] != (68, 2):
+        raise WarpInputError(
+            f"references have landmark shape {ref_points.shape}, expected K×68×2 with K ≥ 1",
+            "pass at least one reference with its 68 points",
+        )
+    target = _check_points(target_points, "target")
+    return int(np.argmin([shape_distance(p, target) for p in ref_points]))
+
+
+def warp_baseline(
+    ref_images: np.ndarray, ref_points: np.ndarray, target_points: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """The baseline: warp the nearest reference to the target landmarks.
+
+    Args:
+        ref_images: K×S×S×3 float32 in 0..1, display sRGB, aligned crops.
+        ref_points: K×68×2 float, their landmarks in crop pixels.
+        target_points: 68×2 float, target landmarks in crop pixels.
+
+    Returns:
+        ``(image, index)``: S×S×3 float32 display sRGB, and the reference used.
+
+    Raises:
+        WarpInputError: mismatched counts or shapes.
+    """
+    if len(ref_images) != len(ref_points):
+        raise WarpInputError(
+            f"{len(ref_images)} reference images but {len(ref_points)} landmark sets",
+            "pass one 68×2 landmark set per reference",
+        )
+    k = nearest_reference(ref_points, target_points)
+    return warp_image(ref_images[k], ref_points[k], target_points), k
+
+
+def remap_torch(image: torch.Tensor, pixel_map: torch.Tensor) -> torch.Tensor:
+    """Bilinear backward warp with a 4-D ``grid_sample``; matches ``cv2.remap`` (replicate border).
+
+    Args:
+        image: B×C×H×W float.
+        pixel_map: B×H×W×2 float, (x, y) source pixel coordinates for each output pixel.
+
+    Returns:
+        B×C×H×W float.
+    """
+    h, w = image.shape[-2:]
+    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=pixel_map.device)
+    grid = pixel_map * scale - 1.0  # B×H×W×2 in −1..1, align_corners=True convention
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+class Remap(nn.Module):
+    """``nn.Module`` wrapper of :func:`remap_torch` (exports as ONNX GridSample, 4-D only)."""
+
+    def forward(self, image: torch.Tensor, pixel_map: torch.Tensor) -> torch.Tensor:
+        """B×C×H×W image, B×H×W×2 source pixel map → B×C×H×W."""
+        return remap_torch(image, pixel_map)

@@ -1,0 +1,648 @@
+"""Per-actor few-shot fine-tuning (Zakharov et al. 2019, section 3.3).
+
+Given K aligned reference crops of one actor and their landmarks:
+
+1. ê = E(references) (E from the base checkpoint, or freshly initialised without one);
+2. ψ′ = P·ê (:meth:`Generator.adain_from_embedding`) and w′ = w₀ + ê
+   (:meth:`Discriminator.finetune_vector`) become trainable per-actor parameters;
+3. G, D, ψ′ and w′ are trained on the references. Each training pair is a reference as target
+   and, as G's warp input, one of its ``warp_sources`` nearest *other* references warped to its
+   landmarks: the same job G does at inference, where the nearest reference is warped to a plate
+   frame's landmarks.
+
+Training is deterministic on CPU (fixed seeds, batches drawn from ``(seed, step)``, RNG states in
+the checkpoint, deterministic algorithms), so a run killed with ``kill -9`` and resumed from its
+last checkpoint ends bit-identical to an uninterrupted run. A step budget and a wall-time budget
+stop it; every ``checkpoint_every`` steps and at the end, ``checkpoint.pt`` is rewritten
+atomically. The stage also writes ``preview.png`` and ``loss_curve.json``/``.png`` for QC.
+
+The checkpoint is self-contained for inference (:class:`ActorModel`): it also holds the references
+(uint8) and their landmarks, which the warp input needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.atomic import atomic_path, write_json
+from pipeline.config import digest, to_jsonable
+from pipeline.errors import CheckpointError, LikenessError
+from pipeline.models import build, load_profile
+from pipeline.models.generator import Generator
+from pipeline.models.rasterize import rasterize
+from pipeline.models.warp import nearest_reference, shape_distance, warp_image
+from pipeline.train.checkpoint import (
+    build_models,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from pipeline.train.losses import build_perceptual, multiscale_l1, ssim_loss
+from pipeline.train.objective import LossWeights, discriminator_objective, generator_objective
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class FinetuneInputError(LikenessError):
+    """The references given to fine-tuning are unusable (none, wrong shape or size)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Few-shot fine-tuning settings (a stage config: loaded with ``from_mapping``).
+
+    Attributes:
+        profile: model profile name or YAML path (``configs/models``); ignored when starting
+            from a base checkpoint, whose recorded network params are used.
+        steps: step budget (total optimisation steps, counting resumed ones).
+        max_minutes: wall-time budget in minutes over all resumed runs; ``None`` = no limit.
+        batch_size: training pairs per step.
+        lr_g: Adam learning rate of G.
+        lr_psi: Adam learning rate of ψ′.
+        lr_d: Adam learning rate of D and w′.
+        beta1: Adam β₁ (β₂ = 0.999).
+        weights: the loss weights.
+        vgg_weights: path of torchvision's VGG19 weights; ``None`` skips the perceptual loss.
+        warp_sources: how many nearest other references serve as warp inputs per target.
+        self_pairs: extra pairs per reference whose warp input is the reference itself, moved
+            to jittered landmarks and warped back (:func:`self_warp`): a good warp with
+            resampling and mesh artifacts, like a plate frame close to a reference. They teach
+            G to keep what a good warp gives; cross pairs alone teach it to ignore the warp.
+        jitter_px: standard deviation, in pixels, of the landmark jitter of self pairs.
+        checkpoint_every: steps between periodic checkpoints.
+        log_every: steps between log lines (the loss curve keeps every step).
+        seed: seed of initialisation and batch sampling.
+        deterministic: use deterministic torch algorithms (exact resume).
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        amp: bf16 autocast on CUDA.
+    """
+
+    profile: str = "cpu-preview"
+    steps: int = 400
+    max_minutes: float | None = None
+    batch_size: int = 4
+    lr_g: float = 1e-4
+    lr_psi: float = 1e-3
+    lr_d: float = 2e-4
+    beta1: float = 0.9
+    weights: LossWeights = dataclasses.field(default_factory=lambda: LossWeights(adv=0.0, fm=0.0))
+    vgg_weights: Path | None = None
+    warp_sources: int = 1
+    self_pairs: int = 8
+    jitter_px: float = 1.0
+    checkpoint_every: int = 50
+    log_every: int = 10
+    seed: int = 0
+    deterministic: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+
+    def validate(self) -> list[tuple[str, str]]:
+        """Problems as ``(key, what)``; empty when valid."""
+        probs = []
+        for key in ("steps", "batch_size", "warp_sources", "checkpoint_every", "log_every"):
+            if getattr(self, key) < 1:
+                probs.append((key, f"got {getattr(self, key)}, expected ≥ 1"))
+        for key in ("lr_g", "lr_psi", "lr_d"):
+            if not getattr(self, key) > 0:
+                probs.append((key, f"got {getattr(self, key)}, expected > 0"))
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            probs.append(("max_minutes", f"got {self.max_minutes}, expected > 0 or null"))
+        probs += [(f"weights.{k}", w) for k, w in self.weights.validate()]
+        return probs
+
+    def resume_key(self) -> str:
+        """Digest of the fields a resumed run must share (budgets and logging may change)."""
+        keep = dataclasses.replace(self, steps=1, max_minutes=None, checkpoint_every=1, log_every=1)
+        return digest(keep)
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneResult:
+    """What a fine-tune produced.
+
+    Attributes:
+        checkpoint: the final checkpoint file.
+        sha256: its SHA-256 (for the stage manifest).
+        step: steps completed.
+        stopped_by: ``"steps"`` or ``"time"``.
+        resumed_from: the step a previous run had reached, or ``None`` for a fresh start.
+        elapsed_s: training wall time over all runs.
+        losses: per-step history: ``{"step": [...], "total": [...], "l1": [...], ...}``.
+        initial_loss: reconstruction loss (weighted L1 + SSIM terms) over every training pair
+            before the first step.
+        final_loss: the same after the last step.
+        preview: the preview grid PNG.
+        curves_json: the loss-curve JSON.
+        curves_png: the loss-curve plot.
+    """
+
+    checkpoint: Path
+    sha256: str
+    step: int
+    stopped_by: str
+    resumed_from: int | None
+    elapsed_s: float
+    losses: dict[str, list[float]]
+    initial_loss: float
+    final_loss: float
+    preview: Path
+    curves_json: Path
+    curves_png: Path
+
+
+class ActorState(nn.Module):
+    """The per-actor parameters: ψ′ (G's AdaIN parameters) and w′ (D's projection)."""
+
+    def __init__(self, psi: torch.Tensor, w: torch.Tensor) -> None:
+        super().__init__()
+        self.psi = nn.Parameter(psi.detach().reshape(1, -1).clone())  # 1×num_adain
+        self.w = nn.Parameter(w.detach().reshape(1, -1).clone())  # 1×embed_dim
+
+
+def _pick_device(choice: str) -> torch.device:
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _check_refs(refs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    if len(refs) == 0:
+        raise FinetuneInputError("no reference images given", "pass 1 to 32 aligned face crops")
+    images, points = [], []
+    size = None
+    for i, (img, pts) in enumerate(refs):
+        img = np.asarray(img)
+        pts = np.asarray(pts, np.float32)
+        if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] != img.shape[1]:
+            raise FinetuneInputError(
+                f"reference {i} has shape {img.shape}, expected S×S×3", "align the crops first"
+            )
+        if img.dtype != np.float32 or float(img.min()) < 0.0 or float(img.max()) > 1.0:
+            raise FinetuneInputError(
+                f"reference {i} is {img.dtype} in {img.min()}..{img.max()}",
+                "pass float32 display sRGB in 0..1",
+            )
+        if pts.shape != (68, 2) or not np.all(np.isfinite(pts)):
+            raise FinetuneInputError(
+                f"reference {i} landmarks have shape {pts.shape}", "pass 68×2 crop pixel points"
+            )
+        if size is not None and img.shape[0] != size:
+            raise FinetuneInputError(
+                f"reference {i} is {img.shape[0]} px, the others {size} px", "align to one size"
+            )
+        size = img.shape[0]
+        images.append(img)
+        points.append(pts)
+    return np.stack(images), np.stack(points)
+
+
+def training_pairs(points: np.ndarray, warp_sources: int) -> list[tuple[int, int]]:
+    """``(target, source)`` reference pairs: each target with its nearest other references.
+
+    Args:
+        points: K×68×2 float, reference landmarks.
+        warp_sources: sources per target (fewer when K is small).
+
+    Returns:
+        list of index pairs; with K = 1 the only pair is ``(0, 0)``.
+    """
+    k = len(points)
+    if k == 1:
+        return [(0, 0)]
+    pairs = []
+    for t in range(k):
+        dist = sorted((shape_distance(points[s], points[t]), s) for s in range(k) if s != t)
+        pairs += [(t, s) for _, s in dist[:warp_sources]]
+    return pairs
+
+
+def self_warp(
+    image: np.ndarray, points: np.ndarray, jitter_px: float, rng: np.random.Generator
+) -> np.ndarray:
+    """A reference moved to jittered landmarks and warped back onto its own landmarks.
+
+    Args:
+        image: S×S×3 float32 display sRGB, an aligned reference.
+        points: 68×2 float, its landmarks in crop pixels.
+        jitter_px: standard deviation of the per-point jitter, plus a small random similarity.
+        rng: the random generator (seeded by the caller).
+
+    Returns:
+        S×S×3 float32: the reference after two piecewise-affine warps.
+    """
+    size = image.shape[0]
+    angle = rng.normal(0.0, 2.0)
+    scale = 1.0 + rng.normal(0.0, 0.02)
+    m = cv2.getRotationMatrix2D((size / 2.0, size / 2.0), angle, scale)
+    m[:, 2] += rng.normal(0.0, jitter_px, 2)
+    moved = points @ m[:, :2].T + m[:, 2] + rng.normal(0.0, jitter_px, points.shape)
+    away = warp_image(image, points, moved)
+    return warp_image(away, moved, points)
+
+
+def _to_chw(images: np.ndarray) -> torch.Tensor:
+    """N×S×S×3 float32 → N×3×S×S tensor."""
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+
+
+def _refs_digest(images: np.ndarray, points: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(images).tobytes())
+    h.update(np.ascontiguousarray(points).tobytes())
+    return h.hexdigest()
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    random.seed(seed)
+
+
+def finetune(
+    refs: Sequence[tuple[np.ndarray, np.ndarray]],
+    cfg: FinetuneConfig,
+    out_dir: str | Path,
+    base_checkpoint: str | Path | None = None,
+    resume: bool = True,
+    actor_id: str | None = None,
+    base_sha256: str | None = None,
+) -> FinetuneResult:
+    """Fine-tune G and D on one actor's references.
+
+    Args:
+        refs: K pairs of (aligned crop S×S×3 float32 in 0..1, display sRGB; 68×2 float crop
+            pixel landmarks). S must equal the profile's ``image_size``.
+        cfg: the settings.
+        out_dir: where ``checkpoint.pt``, ``preview.png`` and ``loss_curve.*`` go.
+        base_checkpoint: a meta-trained base (``train-base``); from scratch when ``None``.
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists.
+        actor_id: recorded in the checkpoint.
+        base_sha256: expected SHA-256 of ``base_checkpoint``, checked when given.
+
+    Returns:
+        the :class:`FinetuneResult`.
+
+    Raises:
+        FinetuneInputError: unusable references.
+        CheckpointError: a corrupt checkpoint, or one made with other settings or references.
+        WeightsMissingError: ``cfg.vgg_weights`` is set but the file is missing.
+    """
+    out_dir = Path(out_dir)
+    images, points = _check_refs(refs)
+    size = images.shape[1]
+    device = _pick_device(cfg.device)
+    perceptual = build_perceptual(cfg.vgg_weights) if cfg.weights.vgg > 0 else None
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _run(
+            images, points, size, cfg, out_dir, base_checkpoint, base_sha256, resume, actor_id,
+            device, perceptual,
+        )  # fmt: skip
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+
+
+def _initial_models(
+    images: np.ndarray,
+    lm_images: torch.Tensor,
+    cfg: FinetuneConfig,
+    size: int,
+    base_checkpoint: str | Path | None,
+    base_sha256: str | None,
+) -> tuple[Generator, nn.Module, ActorState, dict[str, dict[str, Any]]]:
+    """Build G and D (from the base or the profile) and initialise ψ′ = P·ê, w′ = w₀ + ê."""
+    if base_checkpoint is not None:
+        blob = load_checkpoint(base_checkpoint, expected_sha256=base_sha256)
+        nets = build_models(blob, ["generator", "embedder", "discriminator"])
+        args = {k: blob["model_args"][k] for k in ("generator", "discriminator")}
+        base_size = blob["extra"].get("image_size")
+        if base_size is not None and base_size != size:
+            raise FinetuneInputError(
+                f"references are {size} px but the base was trained at {base_size} px",
+                f"align the references at {base_size} px",
+            )
+    else:
+        profile = load_profile(cfg.profile)
+        if profile.image_size != size:
+            raise FinetuneInputError(
+                f"references are {size} px but profile {cfg.profile} wants {profile.image_size} px",
+                f"align the references at {profile.image_size} px",
+            )
+        args = {
+            "generator": {"network": "generator", "params": profile.params("generator")},
+            "discriminator": {
+                "network": "discriminator",
+                "params": {**profile.params("discriminator"), "num_identities": 0},
+            },
+        }
+        nets = {k: build(v["network"], v["params"]) for k, v in args.items()}
+        nets["embedder"] = build("embedder", profile.params("embedder"))
+    g, d, e = nets["generator"], nets["discriminator"], nets["embedder"]
+    with torch.no_grad():
+        frames = _to_chw(images)[None]  # 1×K×3×S×S
+        e_hat, _ = e.eval()(frames, lm_images[None])  # 1×embed_dim
+        actor = ActorState(g.adain_from_embedding(e_hat), d.finetune_vector(e_hat))
+    return g, d, actor, args
+
+
+def _run(
+    images: np.ndarray,
+    points: np.ndarray,
+    size: int,
+    cfg: FinetuneConfig,
+    out_dir: Path,
+    base_checkpoint: str | Path | None,
+    base_sha256: str | None,
+    resume: bool,
+    actor_id: str | None,
+    device: torch.device,
+    perceptual: nn.Module | None,
+) -> FinetuneResult:
+    _seed_all(cfg.seed)
+    lm_np = np.stack([rasterize(p, size) for p in points])  # K×S×S×3
+    lm_images = _to_chw(lm_np)
+    g, d, actor, model_args = _initial_models(
+        images, lm_images, cfg, size, base_checkpoint, base_sha256
+    )
+    use_d = cfg.weights.uses_discriminator
+    opt_g = torch.optim.Adam(
+        [
+            {"params": list(g.parameters()), "lr": cfg.lr_g},
+            {"params": [actor.psi], "lr": cfg.lr_psi},
+        ],
+        betas=(cfg.beta1, 0.999),
+    )
+    opt_d = torch.optim.Adam(
+        list(d.parameters()) + [actor.w], lr=cfg.lr_d, betas=(cfg.beta1, 0.999)
+    )
+    refs_sha = _refs_digest(images, points)
+    history: dict[str, list[float]] = {"step": [], "total": []}
+    step, elapsed_before, resumed_from = 0, 0.0, None
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    if resume and ckpt_path.is_file():
+        blob = load_checkpoint(ckpt_path)
+        extra = blob["extra"]
+        if extra.get("resume_key") != cfg.resume_key() or extra.get("refs_sha256") != refs_sha:
+            raise CheckpointError(
+                f"{ckpt_path} was made with other settings or references",
+                "pass resume=False (or clear the output folder) to start over",
+            )
+        g.load_state_dict(blob["model"]["generator"])
+        d.load_state_dict(blob["model"]["discriminator"])
+        actor.load_state_dict(blob["model"]["actor"])
+        opt_g.load_state_dict(blob["optimizer"]["generator"])
+        opt_d.load_state_dict(blob["optimizer"]["discriminator"])
+        restore_rng(blob["rng"])
+        step = resumed_from = blob["step"]
+        elapsed_before = float(extra["elapsed_s"])
+        history = {k: list(v) for k, v in extra["history"].items()}
+        log.info("resuming fine-tune from step %d (%s)", step, ckpt_path)
+    g.to(device).train()
+    d.to(device).train()
+    actor.to(device)
+    if perceptual is not None:
+        perceptual.to(device)
+
+    pairs = training_pairs(points, cfg.warp_sources)
+    warps = [warp_image(images[s], points[s], points[t]) for t, s in pairs]
+    jitter_rng = np.random.default_rng([cfg.seed, 1])
+    for t in range(len(images)):
+        for _ in range(cfg.self_pairs):
+            warps.append(self_warp(images[t], points[t], cfg.jitter_px, jitter_rng))
+            pairs.append((t, t))
+    warps = np.stack(warps)
+    t_real = _to_chw(images).to(device)  # K×3×S×S
+    t_lm = lm_images.to(device)
+    t_warp = _to_chw(warps).to(device)  # P×3×S×S
+    targets = torch.tensor([t for t, _ in pairs], device=device)
+    amp = device.type == "cuda" and cfg.amp
+
+    def save(at_step: int, elapsed: float) -> str:
+        return save_checkpoint(
+            ckpt_path,
+            kind="finetune",
+            step=at_step,
+            models={"generator": g, "discriminator": d, "actor": actor},
+            model_args=model_args,
+            optimizers={"generator": opt_g, "discriminator": opt_d},
+            config=to_jsonable(cfg),
+            actor_id=actor_id,
+            extra={
+                "resume_key": cfg.resume_key(),
+                "refs_sha256": refs_sha,
+                "elapsed_s": elapsed,
+                "history": history,
+                "image_size": size,
+                "ref_images": torch.from_numpy(
+                    np.round(images * 255.0).clip(0, 255).astype(np.uint8)
+                ),
+                "ref_points": torch.from_numpy(points.astype(np.float32)),
+                "base_checkpoint": str(base_checkpoint) if base_checkpoint else None,
+            },
+        )
+
+    def evaluate() -> float:
+        """Weighted L1 + SSIM over all training pairs (no grad, no RNG use)."""
+        total = 0.0
+        with torch.no_grad():
+            for i in range(0, len(pairs), cfg.batch_size):
+                sl = slice(i, i + cfg.batch_size)
+                fake = g(t_lm[targets[sl]], t_warp[sl], actor.psi).float()
+                real = t_real[targets[sl]]
+                loss = cfg.weights.l1 * multiscale_l1(fake, real)
+                loss = loss + cfg.weights.ssim * ssim_loss(fake, real)
+                total += float(loss) * fake.shape[0]
+        return total / len(pairs)
+
+    initial_loss = float(history["initial_eval"][0]) if "initial_eval" in history else evaluate()
+    history["initial_eval"] = [initial_loss]
+    start = time.monotonic()
+    budget_s = math.inf if cfg.max_minutes is None else cfg.max_minutes * 60.0
+    stopped_by = "steps"
+    sha = ""
+    while step < cfg.steps:
+        if elapsed_before + time.monotonic() - start >= budget_s:
+            stopped_by = "time"
+            break
+        # Batches depend only on (seed, step): a resumed run draws the same ones.
+        pick = np.random.default_rng([cfg.seed, step]).integers(0, len(pairs), cfg.batch_size)
+        idx = torch.from_numpy(pick).to(device)
+        tgt = targets[idx]
+        real, lm, warp = t_real[tgt], t_lm[tgt], t_warp[idx]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            fake = g(lm, warp, actor.psi)
+            loss_g, parts = generator_objective(
+                fake, real, lm, d if use_d else None, actor.w, cfg.weights, perceptual
+            )
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        if use_d:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss_d, d_parts = discriminator_objective(fake, real, lm, d, actor.w)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            parts.update(d_parts)
+        step += 1
+        history["step"].append(step)
+        history["total"].append(float(loss_g.detach()))
+        for k, v in parts.items():
+            history.setdefault(k, []).append(float(v))
+        if step % cfg.log_every == 0:
+            log.info(
+                "fine-tune step %d/%d loss %.4f (%s)",
+                step,
+                cfg.steps,
+                float(loss_g.detach()),
+                ", ".join(f"{k} {float(v):.4f}" for k, v in parts.items()),
+            )
+        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            sha = save(step, elapsed_before + time.monotonic() - start)
+            log.info("checkpoint at step %d", step)
+    elapsed = elapsed_before + time.monotonic() - start
+    final_loss = evaluate()
+    sha = save(step, elapsed)
+    g.eval()
+    preview = _write_preview(out_dir / "preview.png", g, actor.psi, t_real, t_lm, t_warp, pairs)
+    curves_json, curves_png = _write_curves(out_dir, history)
+    return FinetuneResult(
+        checkpoint=ckpt_path,
+        sha256=sha,
+        step=step,
+        stopped_by=stopped_by,
+        resumed_from=resumed_from,
+        elapsed_s=elapsed,
+        losses=history,
+        initial_loss=initial_loss,
+        final_loss=final_loss,
+        preview=preview,
+        curves_json=curves_json,
+        curves_png=curves_png,
+    )
+
+
+def _write_preview(
+    path: Path,
+    g: Generator,
+    psi: torch.Tensor,
+    real: torch.Tensor,
+    lm: torch.Tensor,
+    warp: torch.Tensor,
+    pairs: list[tuple[int, int]],
+    rows: int = 4,
+) -> Path:
+    """A grid, one row per training pair: landmarks, warp input, output, truth (PNG, sRGB)."""
+    seen: list[int] = []
+    for i, (t, _) in enumerate(pairs):
+        if t not in [pairs[j][0] for j in seen]:
+            seen.append(i)
+    pick = seen[:rows]
+    tgt = torch.tensor([pairs[i][0] for i in pick], device=real.device)
+    with torch.no_grad():
+        out = g(lm[tgt], warp[pick], psi).clamp(0, 1)
+    cols = [lm[tgt], warp[pick], out, real[tgt]]  # each R×3×S×S
+    tiles = torch.stack(cols, dim=1).float().cpu().numpy()  # R×4×3×S×S
+    r, c, _, h, w = tiles.shape
+    grid = tiles.transpose(0, 3, 1, 4, 2).reshape(r * h, c * w, 3)  # (R·S)×(4·S)×3 sRGB
+    img = np.ascontiguousarray((grid * 255.0).round().clip(0, 255).astype(np.uint8))
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write preview {tmp}")
+    return path
+
+
+def _write_curves(out_dir: Path, history: dict[str, list[float]]) -> tuple[Path, Path]:
+    """Write ``loss_curve.json`` and a matplotlib plot ``loss_curve.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    json_path = write_json(
+        out_dir / "loss_curve.json", {"schema": "likeness.loss_curve/1", **history}
+    )
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    steps = history["step"]
+    for k, v in history.items():
+        if k != "step" and len(v) == len(steps):
+            ax.plot(steps, v, label=k, linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    png_path = out_dir / "loss_curve.png"
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return json_path, png_path
+
+
+class ActorModel:
+    """A fine-tuned actor ready to synthesize: G with ψ′ and the references for the warp input.
+
+    Args:
+        generator: the fine-tuned G (eval mode).
+        psi: 1×num_adain, the actor's ψ′.
+        ref_images: K×S×S×3 float32 in 0..1, display sRGB.
+        ref_points: K×68×2 float32, crop pixels.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        psi: torch.Tensor,
+        ref_images: np.ndarray,
+        ref_points: np.ndarray,
+    ) -> None:
+        self.generator = generator.eval()
+        self.psi = psi.detach()
+        self.ref_images = ref_images
+        self.ref_points = ref_points
+        self.size = ref_images.shape[1]
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, expected_sha256: str | None = None) -> ActorModel:
+        """Load a fine-tune checkpoint (CPU).
+
+        Raises:
+            CheckpointError: missing, corrupt or not a fine-tune checkpoint.
+        """
+        blob = load_checkpoint(path, expected_sha256=expected_sha256)
+        if blob.get("kind") != "finetune":
+            raise CheckpointError(f"{path} is a {blob.get('kind')!r} checkpoint, not a fine-tune")
+        g = build_models(blob, ["generator"])["generator"]
+        extra = blob["extra"]
+        images = extra["ref_images"].numpy().astype(np.float32) / 255.0
+        return cls(g, blob["model"]["actor"]["psi"], images, extra["ref_points"].numpy())
+
+    def warp_input(self, target_points: np.ndarray) -> np.ndarray:
+        """The nearest reference warped to ``target_points`` (68×2) → S×S×3 float32 sRGB."""
+        k = nearest_reference(self.ref_points, target_points)
+        return warp_image(self.ref_images[k], self.ref_points[k], target_points)
+
+    @torch.no_grad()
+    def __call__(self, target_points: np.ndarray) -> np.ndarray:
+        """Synthesize the actor at 68×2 crop landmarks → S×S×3 float32 in 0..1, display sRGB."""
+        lm = _to_chw(rasterize(target_points, self.size)[None])
+        warp = _to_chw(self.warp_input(target_points)[None]) if self.generator.use_warp else None
+        out = self.generator(lm, warp, self.psi).clamp(0.0, 1.0)
+        return out[0].permute(1, 2, 0).numpy()

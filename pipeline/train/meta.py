@@ -1,0 +1,530 @@
+"""Meta-training of the base model (Zakharov et al. 2019, section 3.2): ``likeness train-base``.
+
+Each step draws, per process, ``batch_size`` episodes: a training video i and K+1 of its frames.
+E embeds K of them into ê_i; G (with ψ = P·ê_i and, as warp input, the nearest of the K warped to
+the last frame's landmarks) reconstructs the last frame; D scores it with ``W_i + w₀``. G and E
+minimise reconstruction + adversarial + feature matching + embedding match; D minimises the hinge
+loss (and pulls W_i toward ê_i).
+
+Distributed: launched by ``torchrun`` (``python -m torch.distributed.run --nproc_per_node N -m
+pipeline.train.meta ...``), one process per GPU (NCCL) or per CPU slot (gloo). E+G and D are each
+wrapped in ``DistributedDataParallel``; rank r draws its episodes from ``(seed, step, r)``.
+Without torchrun's environment it runs as one process. On CUDA, forwards run under bf16
+autocast.
+
+Checkpoints: rank 0 rewrites ``OUT/checkpoint.pt`` atomically every ``checkpoint_every`` steps
+and at the end (see :mod:`pipeline.train.checkpoint`). A run killed with ``kill -9`` and started
+again with the same command resumes from it and ends bit-identical to an uninterrupted run on the
+same device and world size (batches depend only on ``(seed, step, rank)``; optimizer and RNG
+states are restored).
+
+Corpus index (``likeness.corpus/1``), a JSON file; paths are relative to the index's folder::
+
+    {
+      "schema": "likeness.corpus/1",
+      "videos": [
+        {"identity": "id00012",
+         "video": "abc",
+         "frames": ["id00012/abc/frames/000000.png", "..."],
+         "landmarks": "id00012/abc/landmarks.npz"}
+      ]
+    }
+
+The corpus is laid out like VoxCeleb, ``identity/video/frames/*.png`` plus
+``identity/video/landmarks.npz``, whose ``points`` array is F×68×2 float32: the landmarks of the
+F frames in the listed order, in the frame's pixel coordinates (from the tracking stage). Frames
+are square aligned face crops of any size (resized to the profile's ``image_size``).
+:func:`build_corpus_index` writes the index for such a folder. Each video is one identity
+column W_i of D, as in the paper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from pipeline.atomic import write_json
+from pipeline.config import from_mapping, read_yaml, to_jsonable
+from pipeline.errors import CheckpointError, ConfigError, LikenessError
+from pipeline.models import build, load_profile
+from pipeline.models.discriminator import Discriminator
+from pipeline.models.embedder import Embedder
+from pipeline.models.generator import Generator
+from pipeline.models.rasterize import rasterize
+from pipeline.models.warp import nearest_reference, warp_image
+from pipeline.train.checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from pipeline.train.losses import build_perceptual
+from pipeline.train.objective import (
+    LossWeights,
+    discriminator_objective,
+    embedding_objective,
+    generator_objective,
+)
+
+log = logging.getLogger(__name__)
+
+CORPUS_SCHEMA = "likeness.corpus/1"
+CHECKPOINT_NAME = "checkpoint.pt"
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class CorpusError(LikenessError):
+    """The training corpus or its index is missing, malformed or too small."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaTrainConfig:
+    """``train-base`` settings (loaded with ``from_mapping`` from YAML).
+
+    Attributes:
+        profile: model profile name or YAML path (``configs/models``).
+        k: reference frames per episode (the paper's K; episodes hold K+1 frames).
+        steps: total optimisation steps.
+        batch_size: episodes per process per step.
+        lr_g: Adam learning rate of E, G and P.
+        lr_d: Adam learning rate of D and W.
+        beta1: Adam β₁ (β₂ = 0.999).
+        weights: loss weights.
+        vgg_weights: torchvision VGG19 weights path; ``None`` skips the perceptual loss.
+        checkpoint_every: steps between checkpoints.
+        log_every: steps between log lines.
+        seed: initialisation and episode-sampling seed.
+        deterministic: deterministic torch algorithms (exact resume).
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        amp: bf16 autocast on CUDA.
+    """
+
+    profile: str = "cpu-preview"
+    k: int = 8
+    steps: int = 100000
+    batch_size: int = 4
+    lr_g: float = 5e-5
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    weights: LossWeights = dataclasses.field(default_factory=LossWeights)
+    vgg_weights: Path | None = None
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    seed: int = 0
+    deterministic: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+
+    def validate(self) -> list[tuple[str, str]]:
+        """Problems as ``(key, what)``; empty when valid."""
+        probs = [
+            (key, f"got {getattr(self, key)}, expected ≥ 1")
+            for key in ("k", "steps", "batch_size", "checkpoint_every", "log_every")
+            if getattr(self, key) < 1
+        ]
+        probs += [(f"weights.{k}", w) for k, w in self.weights.validate()]
+        return probs
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoEntry:
+    """One corpus video: its frame files and landmarks file (absolute paths)."""
+
+    identity: str
+    video: str
+    frames: tuple[Path, ...]
+    landmarks: Path
+
+
+def build_corpus_index(root: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """Scan ``root/identity/video/{frames/*.png, landmarks.npz}`` into a corpus index.
+
+    Args:
+        root: the corpus folder.
+        out: where to write the index JSON (atomically); ``root/index.json`` by default.
+
+    Returns:
+        the index (paths relative to ``root``).
+
+    Raises:
+        CorpusError: no usable video found.
+    """
+    root = Path(root)
+    videos = []
+    for lm in sorted(root.glob("*/*/landmarks.npz")):
+        vdir = lm.parent
+        frames = sorted(
+            p for p in (vdir / "frames").iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES
+        )
+        if not frames:
+            continue
+        videos.append(
+            {
+                "identity": vdir.parent.name,
+                "video": vdir.name,
+                "frames": [str(p.relative_to(root)) for p in frames],
+                "landmarks": str(lm.relative_to(root)),
+            }
+        )
+    if not videos:
+        raise CorpusError(
+            f"no videos under {root}",
+            "lay the corpus out as identity/video/frames/*.png + landmarks.npz",
+        )
+    index = {"schema": CORPUS_SCHEMA, "videos": videos}
+    write_json(Path(out) if out else root / "index.json", index)
+    return index
+
+
+def read_corpus_index(path: str | Path, min_frames: int) -> list[VideoEntry]:
+    """Read and check a corpus index; videos with fewer than ``min_frames`` frames are dropped.
+
+    Raises:
+        CorpusError: unreadable, wrong schema, missing files, or no video long enough.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CorpusError(f"cannot read corpus index {path}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("schema") != CORPUS_SCHEMA:
+        raise CorpusError(
+            f"{path} is not a {CORPUS_SCHEMA} index", "write one with build_corpus_index(root)"
+        )
+    base = path.parent
+    out = []
+    for i, v in enumerate(data.get("videos", [])):
+        try:
+            entry = VideoEntry(
+                str(v["identity"]),
+                str(v["video"]),
+                tuple(base / f for f in v["frames"]),
+                base / v["landmarks"],
+            )
+        except (KeyError, TypeError) as exc:
+            raise CorpusError(f"{path}: videos[{i}] lacks {exc}") from exc
+        if not entry.landmarks.is_file():
+            raise CorpusError(f"{path}: videos[{i}]: landmarks file {entry.landmarks} is missing")
+        if len(entry.frames) < min_frames:
+            log.warning(
+                "skipping %s/%s: %d frames < %d",
+                entry.identity,
+                entry.video,
+                len(entry.frames),
+                min_frames,
+            )
+            continue
+        out.append(entry)
+    if not out:
+        raise CorpusError(
+            f"{path}: no video has the {min_frames} frames an episode needs", "lower k"
+        )
+    return out
+
+
+def _load_frame(path: Path, size: int) -> tuple[np.ndarray, float]:
+    """Read a crop, resize to size → (S×S×3 float32 0..1 display sRGB, scale factor)."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise CorpusError(f"cannot read frame {path}")
+    scale = size / bgr.shape[1]
+    if bgr.shape[:2] != (size, size):
+        bgr = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0, scale
+
+
+def sample_episodes(
+    videos: list[VideoEntry], k: int, count: int, size: int, seed: int, step: int, rank: int
+) -> dict[str, torch.Tensor]:
+    """Draw ``count`` episodes of K+1 frames, deterministically from ``(seed, step, rank)``.
+
+    Returns:
+        ``refs`` B×K×3×S×S and ``ref_lms`` B×K×3×S×S (float32 0..1 display sRGB),
+        ``target``, ``target_lm``, ``warp`` B×3×S×S, ``identity`` B int64.
+    """
+    rng = np.random.default_rng([seed, step, rank])
+    refs, ref_lms, tgts, tgt_lms, warps, ids = [], [], [], [], [], []
+    for _ in range(count):
+        vi = int(rng.integers(len(videos)))
+        v = videos[vi]
+        pick = rng.choice(len(v.frames), size=k + 1, replace=False)
+        with np.load(v.landmarks) as npz:
+            all_pts = npz["points"]
+        imgs, pts = [], []
+        for j in pick:
+            img, scale = _load_frame(v.frames[j], size)
+            imgs.append(img)
+            pts.append(all_pts[j].astype(np.float32) * scale)
+        lms = [rasterize(p, size) for p in pts]
+        near = nearest_reference(np.stack(pts[:k]), pts[k])
+        warps.append(warp_image(imgs[near], pts[near], pts[k]))
+        refs.append(np.stack(imgs[:k]))
+        ref_lms.append(np.stack(lms[:k]))
+        tgts.append(imgs[k])
+        tgt_lms.append(lms[k])
+        ids.append(vi)
+
+    def chw(a: list[np.ndarray]) -> torch.Tensor:
+        x = np.stack(a)
+        return torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, -3)))  # …×3×S×S
+
+    return {
+        "refs": chw(refs),
+        "ref_lms": chw(ref_lms),
+        "target": chw(tgts),
+        "target_lm": chw(tgt_lms),
+        "warp": chw(warps),
+        "identity": torch.tensor(ids, dtype=torch.int64),
+    }
+
+
+class EmbedAndGenerate(nn.Module):
+    """E and G as one module, so one DDP wrapper sees every parameter used in the G step."""
+
+    def __init__(self, embedder: Embedder, generator: Generator) -> None:
+        super().__init__()
+        self.embedder = embedder
+        self.generator = generator
+
+    def forward(
+        self,
+        refs: torch.Tensor,
+        ref_lms: torch.Tensor,
+        target_lm: torch.Tensor,
+        warp: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """B×K×3×S×S refs and drawings, B×3×S×S target drawing and warp → (fake, ê)."""
+        e_hat, _ = self.embedder(refs, ref_lms)  # B×D
+        psi = self.generator.adain_from_embedding(e_hat)  # B×num_adain
+        return self.generator(target_lm, warp, psi), e_hat
+
+
+def _dist_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) without it."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return (
+            int(os.environ["RANK"]),
+            int(os.environ["WORLD_SIZE"]),
+            int(os.environ.get("LOCAL_RANK", 0)),
+        )
+    return 0, 1, 0
+
+
+def train_base(
+    corpus_index: str | Path, cfg: MetaTrainConfig, out_dir: str | Path, resume: bool = True
+) -> Path:
+    """Meta-train E, G (with P) and D on a corpus; returns the final checkpoint path.
+
+    Run under ``torchrun`` for several processes; the process group is created (gloo on CPU,
+    NCCL on CUDA) and destroyed here.
+
+    Args:
+        corpus_index: the ``likeness.corpus/1`` JSON file.
+        cfg: the settings.
+        out_dir: where ``checkpoint.pt`` is written.
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists.
+
+    Raises:
+        CorpusError: a bad corpus.
+        CheckpointError: a corrupt checkpoint, or one from another world size or config.
+        WeightsMissingError: ``vgg_weights`` configured but missing.
+    """
+    out_dir = Path(out_dir)
+    rank, world, local_rank = _dist_env()
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if world > 1:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _train(corpus_index, cfg, out_dir, resume, rank, world, device)
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def _train(
+    corpus_index: str | Path,
+    cfg: MetaTrainConfig,
+    out_dir: Path,
+    resume: bool,
+    rank: int,
+    world: int,
+    device: torch.device,
+) -> Path:
+    videos = read_corpus_index(corpus_index, cfg.k + 1)
+    profile = load_profile(cfg.profile)
+    size = profile.image_size
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    model_args = {
+        "embedder": {"network": "embedder", "params": profile.params("embedder")},
+        "generator": {"network": "generator", "params": profile.params("generator")},
+        "discriminator": {
+            "network": "discriminator",
+            "params": {**profile.params("discriminator"), "num_identities": len(videos)},
+        },
+    }
+    e = build("embedder", model_args["embedder"]["params"])
+    g = build("generator", model_args["generator"]["params"])
+    d = build("discriminator", model_args["discriminator"]["params"])
+    assert isinstance(d, Discriminator)
+    eg = EmbedAndGenerate(e, g)  # type: ignore[arg-type]
+    opt_g = torch.optim.Adam(eg.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
+    step = 0
+    ckpt = out_dir / CHECKPOINT_NAME
+    config_json = to_jsonable(cfg)
+    if resume and ckpt.is_file():
+        blob = load_checkpoint(ckpt)
+        if blob["extra"].get("world_size") != world or blob["config"] != config_json:
+            raise CheckpointError(
+                f"{ckpt} was written by a run with another config or world size "
+                f"({blob['extra'].get('world_size')} processes, now {world})",
+                "resume with the same config and --nproc_per_node, or pass --no-resume",
+            )
+        e.load_state_dict(blob["model"]["embedder"])
+        g.load_state_dict(blob["model"]["generator"])
+        d.load_state_dict(blob["model"]["discriminator"])
+        opt_g.load_state_dict(blob["optimizer"]["generator"])
+        opt_d.load_state_dict(blob["optimizer"]["discriminator"])
+        restore_rng(blob["rng"])
+        step = blob["step"]
+        if rank == 0:
+            log.info("resuming train-base from step %d", step)
+    eg.to(device).train()
+    d.to(device).train()
+    perceptual = build_perceptual(cfg.vgg_weights) if cfg.weights.vgg > 0 else None
+    if perceptual is not None:
+        perceptual.to(device)
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        eg_run: nn.Module = DDP(eg, device_ids=ids)
+        d_run: nn.Module = DDP(d, device_ids=ids)
+    else:
+        eg_run, d_run = eg, d
+    amp = device.type == "cuda" and cfg.amp
+    use_d = cfg.weights.uses_discriminator
+
+    def save(at_step: int) -> None:
+        if rank != 0:
+            return
+        save_checkpoint(
+            ckpt,
+            kind="base",
+            step=at_step,
+            models={"embedder": e, "generator": g, "discriminator": d},
+            model_args=model_args,
+            optimizers={"generator": opt_g, "discriminator": opt_d},
+            config=config_json,
+            extra={
+                "world_size": world,
+                "image_size": size,
+                "identities": [f"{v.identity}/{v.video}" for v in videos],
+            },
+        )
+
+    t0 = time.monotonic()
+    while step < cfg.steps:
+        batch = sample_episodes(videos, cfg.k, cfg.batch_size, size, cfg.seed, step, rank)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        real, lm = batch["target"], batch["target_lm"]
+        warp = batch["warp"] if g.use_warp else None
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            fake, e_hat = eg_run(batch["refs"], batch["ref_lms"], lm, warp)
+            w_i = d.identity_vector(batch["identity"])
+            loss_g, parts = generator_objective(
+                fake, real, lm, d_run if use_d else None, w_i, cfg.weights, perceptual
+            )
+            if cfg.weights.mch > 0:
+                mch = embedding_objective(
+                    d.identity(batch["identity"]).detach(), e_hat, cfg.weights.mch
+                )
+                loss_g = loss_g + mch
+                parts["mch"] = mch.detach()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        if use_d:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                w_i = d.identity_vector(batch["identity"])
+                loss_d, d_parts = discriminator_objective(fake, real, lm, d_run, w_i)
+                if cfg.weights.mch > 0:
+                    loss_d = loss_d + embedding_objective(
+                        d.identity(batch["identity"]), e_hat.detach(), cfg.weights.mch
+                    )
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            parts.update(d_parts)
+        step += 1
+        if rank == 0 and step % cfg.log_every == 0:
+            log.info(
+                "train-base step %d/%d loss %.4f (%s) %.2fs/step",
+                step, cfg.steps, float(loss_g.detach()),
+                ", ".join(f"{k} {float(v):.4f}" for k, v in parts.items()),
+                (time.monotonic() - t0) / cfg.log_every,
+            )  # fmt: skip
+            t0 = time.monotonic()
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save(step)
+            if rank == 0:
+                print(f"checkpoint step {step}", flush=True)
+    if world > 1:
+        dist.barrier()
+    return ckpt
+
+
+def load_config(path: str | Path | None) -> MetaTrainConfig:
+    """A :class:`MetaTrainConfig` from YAML, or the defaults when ``path`` is ``None``.
+
+    Raises:
+        ConfigError: unknown keys or wrong types, naming the file and key.
+    """
+    if path is None:
+        return MetaTrainConfig()
+    cfg = from_mapping(MetaTrainConfig, read_yaml(Path(path)), source=str(path))
+    if cfg is None:  # pragma: no cover - from_mapping raises when it owns the problem list
+        raise ConfigError([f"{path}: invalid train-base config"])
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline.train.meta INDEX --out DIR [--config YAML] [--no-resume]``."""
+    ap = argparse.ArgumentParser(description="Meta-train the base talking-head model.")
+    ap.add_argument("index", type=Path, help="likeness.corpus/1 JSON index")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--config", type=Path, default=None, help="MetaTrainConfig YAML")
+    ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads per process")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    try:
+        path = train_base(args.index, load_config(args.config), args.out, resume=not args.no_resume)
+    except LikenessError as exc:
+        print(f"error: {exc}", flush=True)
+        return exc.exit_code
+    if _dist_env()[0] == 0:
+        print(f"done {path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
