@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import onnx
 import torch
 from torch import nn
@@ -219,7 +220,13 @@ class FoldedGenerator(nn.Module):
         return self.generator(landmarks, warp if self.use_warp else None, self.adain)  # 1×P ψ
 
 
-def fold_generator(generator: nn.Module, embedding: torch.Tensor, use_warp: bool) -> nn.Module:
+def fold_generator(
+    generator: nn.Module,
+    embedding: torch.Tensor | None,
+    use_warp: bool,
+    *,
+    adain: torch.Tensor | None = None,
+) -> nn.Module:
     """A copy of G with ψ = ``generator.adain_from_embedding(embedding)`` folded in, eval mode.
 
     Parametrizations (spectral norm) are baked into plain weights on the copy, so the exported
@@ -253,9 +260,14 @@ def fold_generator(generator: nn.Module, embedding: torch.Tensor, use_warp: bool
         if parametrize.is_parametrized(module):
             for name in list(module.parametrizations):
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-    emb = embedding.detach().to(torch.float32).reshape(1, -1)  # 1×E float32
-    with torch.no_grad():
-        adain = project(emb)  # 1×P float32
+    if adain is None:
+        if embedding is None:
+            raise EngineBuildError("fold_generator needs an embedding or the actor's AdaIN tensor")
+        emb = embedding.detach().to(torch.float32).reshape(1, -1)  # 1×E float32
+        with torch.no_grad():
+            adain = project(emb)  # 1×P float32
+    else:
+        adain = adain.detach().to(torch.float32).reshape(1, -1)  # 1×P float32, fine-tuned ψ′
     own_fold = getattr(g, "fold", None)
     folded = own_fold(adain) if callable(own_fold) else FoldedGenerator(g, adain, use_warp)
     return folded.eval()
@@ -263,13 +275,15 @@ def fold_generator(generator: nn.Module, embedding: torch.Tensor, use_warp: bool
 
 def export_generator(
     generator: nn.Module,
-    embedding: torch.Tensor,
+    embedding: torch.Tensor | None,
     path: str | os.PathLike[str],
     crop_size: int,
     use_warp: bool,
     *,
     opset: int = DEFAULT_OPSET,
     golden_frames: int = 4,
+    adain: torch.Tensor | None = None,
+    golden: Mapping[str, np.ndarray] | None = None,
 ) -> onnx.ModelProto:
     """Export G folded with one actor's embedding, plus golden frames for the parity gate.
 
@@ -279,12 +293,15 @@ def export_generator(
 
     Args:
         generator: the generator G (see :class:`FoldableGenerator`).
-        embedding: 1×E float32 identity embedding ê.
+        embedding: 1×E float32 identity embedding ê (``None`` when ``adain`` is given).
         path: the final ``.onnx`` file.
         crop_size: S, the profile's crop size in pixels.
         use_warp: export the warp input.
         opset: ONNX opset, at least 17.
         golden_frames: how many golden frames to store.
+        adain: 1×P float32, the actor's fine-tuned ψ′; used instead of P·``embedding``.
+        golden: ``{name: N×3×S×S float32}`` golden inputs (e.g. the actor's own reference
+            drawings and warps); synthetic drawings when ``None``.
 
     Returns:
         the checked ONNX model.
@@ -297,9 +314,11 @@ def export_generator(
             f"crop_size {crop_size} is not a positive multiple of 8 (>= 16)",
             "use the profile's crop size (128, 256, 512)",
         )
-    folded = fold_generator(generator, embedding, use_warp)
+    folded = fold_generator(generator, embedding, use_warp, adain=adain)
     names = ["landmarks", "warp"] if use_warp else ["landmarks"]
-    golden = golden_inputs(names, golden_frames, crop_size)
+    if golden is None:
+        golden = golden_inputs(names, golden_frames, crop_size)
+    golden = {n: np.ascontiguousarray(golden[n], dtype=np.float32) for n in names}
     example = {n: torch.from_numpy(golden[n][:2]) for n in names}  # batch 2: no size-1 folding
     model = export_onnx(folded, example, path, output_names=["image"], opset=opset)
     with torch.no_grad():

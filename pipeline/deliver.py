@@ -126,6 +126,8 @@ def deliver(
     provenance: dict[str, str],
     ocio_config: str | None = None,
     progress: Any = None,
+    on_frame: Any = None,
+    finalize: Any = None,
 ) -> DeliveryResult:
     """Write a shot version's EXR sequence and review movie into ``out_dir`` atomically.
 
@@ -142,6 +144,10 @@ def deliver(
         provenance: ``likeness:*`` attributes for every frame and the movie.
         ocio_config: the OCIO config (None: $OCIO or the built-in studio config).
         progress: optional callable ``(done, total)``.
+        on_frame: optional callable ``(frame: DeliveredFrame, display: H×W×3 float32)`` seeing
+            every delivered frame and its display rendering (before burn-ins), e.g. for QC.
+        finalize: optional callable ``(folder: Path)`` run inside the temporary folder after
+            the frames are written and before it is renamed into place (e.g. the QC report).
     """
     from pipeline.color import ColorPipeline
     from pipeline.io import ProResWriter, write_exr
@@ -211,6 +217,8 @@ def deliver(
                 disp = color.to_display(
                     fr.composite, plate.working_space, cfg.review_display, cfg.review_view
                 )
+                if on_frame is not None:
+                    on_frame(fr, disp)
                 if review_codec == "prores_4444":
                     matte = (
                         fr.face[..., 3]
@@ -228,6 +236,8 @@ def deliver(
                 done += 1
                 if progress is not None:
                     progress(done, total)
+        if finalize is not None:
+            finalize(tmp)
     return DeliveryResult(
         exr_dir=out_dir / "exr",
         exr_pattern=str(out_dir / "exr" / pattern),

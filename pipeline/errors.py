@@ -158,6 +158,10 @@ class WorkdirError(LikenessError):
     """A path would leave the workdir, or the workdir is unusable."""
 
 
+class FarmError(LikenessError):
+    """A farm operation was refused: scheduler, worker, adapter, timeline or rerun arguments."""
+
+
 def _compact_ranges(values: list[int]) -> str:
     """Format sorted ints as ``1001-1003, 1007``."""
     if not values:

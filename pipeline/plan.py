@@ -54,7 +54,11 @@ STAGES: tuple[StageDef, ...] = (
         ignore=("smoothing", "max_gap_interpolate", "crop_size"),
     ),
     StageDef("track", 1, "track", after=("ingest", "track_chunk")),
-    StageDef("deliver", 1, "deliver", after=("ingest", "track")),
+    StageDef("references", 1, "references"),
+    StageDef("finetune", 1, "finetune", after=("references",)),
+    StageDef("export", 1, "engine", after=("finetune",)),
+    StageDef("synth_chunk", 1, "synth", after=("track", "references", "export"), chunked=True),
+    StageDef("deliver", 2, "deliver", after=("ingest", "track", "finetune", "synth_chunk")),
 )
 
 
@@ -152,8 +156,23 @@ def _section_digest(profile: Profile, spec: ShotSpec, stage: StageDef) -> str:
             "performer_reference": _file_sha(ref) if ref else None,
             "seed_box": list(spec.seed_box) if spec.seed_box else None,
         }
+    elif stage.name == "references":
+        from pipeline.actor_stage import model_image_size
+
+        extra = {"size": model_image_size(profile.finetune)}
+    elif stage.name == "finetune":
+        extra = {"actor": spec.actor_id}
     elif stage.name == "deliver":
-        extra = {"compression": spec.exr_compression, "codec": spec.review_codec, "shot": spec.shot}
+        extra = {
+            "compression": spec.exr_compression,
+            "codec": spec.review_codec,
+            "shot": spec.shot,
+            "actor": spec.actor_id,
+            "consent": _file_sha(spec.consent_path)
+            if spec.consent_path and spec.consent_path.is_file()
+            else None,
+            "composite": profile.composite,
+        }
     return digest({"config": cfg, "extra": extra})
 
 
@@ -193,6 +212,8 @@ def build_plan(spec_path: str | os.PathLike[str], workdir: str | os.PathLike[str
         inputs = {u: keys[u] for u in sd.after}
         if sd.name == "ingest":
             inputs = {"source": fp}
+        elif sd.name == "references":
+            inputs = {"references": wd.fingerprint(list(spec.references))}
         if sd.chunked:
             size = getattr(profile, sd.section).chunk_size
             chunk_keys = []

@@ -11,13 +11,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engines.base import EngineConfig
+from pipeline.actor_stage import FinetuneStageConfig
+from pipeline.composite import CompositeConfig
 from pipeline.config import from_mapping, read_yaml
 from pipeline.deliver import DeliverConfig
 from pipeline.errors import ConfigError
-from engines.base import EngineConfig
-from pipeline.composite import CompositeConfig
 from pipeline.ingest import IngestConfig
 from pipeline.references import ReferencesConfig
+from pipeline.synth import SynthConfig
 from pipeline.track import TrackConfig
 
 
@@ -41,9 +43,30 @@ class Profile:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     references: ReferencesConfig = field(default_factory=ReferencesConfig)
+    finetune: FinetuneStageConfig = field(default_factory=FinetuneStageConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
     composite: CompositeConfig = field(default_factory=CompositeConfig)
     deliver: DeliverConfig = field(default_factory=DeliverConfig)
+
+    def wants_gpu(self, stage: str) -> bool:
+        """Whether a GPU stage (``finetune`` or ``engine``) of this profile runs on a GPU.
+
+        A forced TensorRT backend (or ``device: cuda`` fine-tuning) always does; ``auto`` does
+        where this process sees CUDA.
+        """
+        if stage == "finetune":
+            device = self.finetune.device
+            return device == "cuda" or (device == "auto" and cuda_available())
+        backend = self.engine.backend
+        return backend == "tensorrt" or (backend == "auto" and cuda_available())
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device in this process."""
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def profile_path(name_or_path: str, base: Path | None = None) -> Path:

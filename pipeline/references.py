@@ -26,7 +26,6 @@ REFS_FILE = "refs.npz"
 class ReferencesConfig:
     """The ``references:`` section of a profile."""
 
-    crop_size: int = 128
     frames_per_clip: int = 8  # evenly spaced frames taken from each reference clip
     max_references: int = 32
     max_pixels: int = 8192 * 8192
@@ -34,8 +33,6 @@ class ReferencesConfig:
 
     def validate(self) -> list[tuple[str, str]]:
         out = []
-        if self.crop_size not in (64, 128, 256, 512):
-            out.append(("crop_size", f"got {self.crop_size}, expected 64, 128, 256 or 512"))
         if not 1 <= self.max_references <= 32:
             out.append(("max_references", f"got {self.max_references}, expected 1..32 (K)"))
         if self.frames_per_clip < 1:
@@ -110,12 +107,13 @@ def _clip_frames(path: Path, n: int, max_pixels: int) -> list[tuple[str, np.ndar
     return out
 
 
-def prepare_references(paths: list[Path], cfg: ReferencesConfig) -> References:
+def prepare_references(paths: list[Path], cfg: ReferencesConfig, size: int) -> References:
     """Detect, align and stack an actor's references.
 
     Args:
         paths: stills and clips, as listed in the shot spec (already expanded).
         cfg: the references config.
+        size: the crop side, the fine-tuned model's image size.
 
     Raises:
         DecodeError: a reference that is not an image or clip.
@@ -147,7 +145,7 @@ def prepare_references(paths: list[Path], cfg: ReferencesConfig) -> References:
             faceless.append(name)
             continue
         det = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
-        face = align_image(img, det.points, cfg.crop_size)
+        face = align_image(img, det.points, size)
         crops.append(face.crop)
         points.append(face.points_in_crop.astype(np.float32))
         sources.append(name)
@@ -193,11 +191,13 @@ def load_references(path: Path) -> References:
         ) from exc
 
 
-def run_references(paths: list[Path], cfg: ReferencesConfig, out_dir: Path) -> dict[str, Any]:
+def run_references(
+    paths: list[Path], cfg: ReferencesConfig, size: int, out_dir: Path
+) -> dict[str, Any]:
     """The references stage: ``refs.npz`` and a contact sheet, in a folder that appears whole."""
     import cv2
 
-    refs = prepare_references(paths, cfg)
+    refs = prepare_references(paths, cfg, size)
     with atomic_dir(out_dir) as tmp:
         save_references(tmp / REFS_FILE, refs)
         sheet = np.concatenate(list(refs.crops), axis=1)

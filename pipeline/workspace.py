@@ -128,31 +128,42 @@ class Workdir:
     def read_plan(self, shot: str, version: str) -> dict[str, Any]:
         return json.loads((self.shot_dir(shot) / f"{version}.json").read_text())
 
-    def find_or_allocate_version(self, shot: str, delivery_key: str, plan: dict[str, Any]) -> str:
-        """The version whose delivery key is ``delivery_key``, or a newly reserved one.
+    def find_or_allocate_version(
+        self, shot: str, delivery_key: str, plan: dict[str, Any], *, new: bool = False
+    ) -> str:
+        """The newest version whose delivery key is ``delivery_key``, or a newly reserved one.
 
-        A new version is reserved by creating its plan file exclusively (``O_EXCL``), so two
-        submitters never get the same number. Finished versions are never reused for other
-        delivered frames.
+        A new version's plan file is written whole under a temporary name, then hard-linked to
+        ``vNNN.json``. ``link`` fails when the name exists, so the reservation is exclusive (as
+        ``O_EXCL`` is) and no reader ever sees a half-written plan. Two submitters racing for one
+        shot therefore never get the same number, and the one that loses re-reads the winner's
+        plan: with the same delivery key it returns the winner's version instead of reserving a
+        second one. Finished versions are never reused for other delivered frames.
+
+        Args:
+            new: always reserve a new version, even when one with this delivery key exists
+                (``likeness rerun`` of a finished shot: the finished version is kept as it is).
         """
         shot_dir = self.shot_dir(shot)
         shot_dir.mkdir(parents=True, exist_ok=True)
-        for v in self.versions(shot):
+
+        def key_of(v: str) -> str | None:
             try:
-                if self.read_plan(shot, v).get("delivery_key") == delivery_key:
-                    return v
+                return self.read_plan(shot, v).get("delivery_key")
             except (OSError, ValueError):
-                continue
-        n = len(self.versions(shot)) + 1
+                return None
+
+        for v in [] if new else reversed(self.versions(shot)):
+            if key_of(v) == delivery_key:
+                return v
+        # Walk up from v001: a version reserved by a racing submitter since the scan above is met
+        # as FileExistsError and its key checked, never skipped over.
+        n = 1
         while True:
             v = f"v{n:03d}"
             path = shot_dir / f"{v}.json"
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                n += 1
-                continue
-            with os.fdopen(fd, "w") as fh:
+            tmp = shot_dir / f".{v}.json.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+            with open(tmp, "x") as fh:
                 json.dump(
                     {**plan, "version": v, "delivery_key": delivery_key},
                     fh,
@@ -161,6 +172,15 @@ class Workdir:
                 )
                 fh.flush()
                 os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                if not new and key_of(v) == delivery_key:
+                    return v
+                n += 1
+                continue
+            finally:
+                tmp.unlink(missing_ok=True)
             return v
 
 

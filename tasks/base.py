@@ -89,6 +89,22 @@ class ShotTask(luigi.Task):
         st = self.stage
         return ManifestTarget(st.folder, st.key, st.config_digest)
 
+    # -- resources ----------------------------------------------------------------------------
+    #: Set on stages that run on a GPU when the profile asks for one (see ``gpu_stage``).
+    gpu_stage: str | None = None
+
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        """``{"gpu": 1}`` for GPU stages whose profile will use a GPU, else nothing.
+
+        A profile that forces TensorRT (or CUDA fine-tuning) pins its GPU stages to GPU nodes;
+        ``auto`` asks for a GPU only where this process sees CUDA. A CPU-only farm therefore
+        runs every stage on CPU workers, and a node never takes more GPU work than its GPUs.
+        """
+        if self.gpu_stage is None:
+            return {}
+        return {"gpu": 1} if self.plan.profile.wants_gpu(self.gpu_stage) else {}
+
     # -- the run wrapper --------------------------------------------------------------------------
     def run(self) -> None:
         out = self.output()

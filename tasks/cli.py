@@ -1,4 +1,4 @@
-"""The ``likeness`` command line: validate, submit, status, demo.
+"""The ``likeness`` command line: batch face replacement for film and TV post-production.
 
 Thin glue: argument parsing, then one call into ``pipeline`` or ``luigi.build``.
 """
@@ -91,13 +91,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from farm.timeline import expand_specs
     from pipeline.validate import validate_shot
 
+    args.specs = expand_specs(args.specs)
     for p in args.specs:
         validate_shot(p)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     tasks, versions = build_tasks(args.specs, args.workdir)
-    ok = run_luigi(tasks, args.scheduler_url, args.workers)
+    if args.scheduler_url:
+        from farm.worker import run_shared
+
+        _luigi_config()
+        ok = run_shared(tasks, args.scheduler_url, args.workers)
+    else:
+        ok = run_luigi(tasks, args.scheduler_url, args.workers)
     _print_outputs(args.workdir, versions)
     return 0 if ok else 1
 
@@ -122,6 +130,50 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_outputs(str(work), versions)
     print(f"\nstatus: likeness status --workdir {work}")
     return 0 if ok else 1
+
+
+def cmd_train_base(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from pipeline.models import load_profile as load_model_profile
+    from pipeline.track import TrackConfig
+    from pipeline.train.corpus import prepare_corpus
+    from pipeline.train.meta import load_config
+
+    out = Path(args.out).resolve()
+    corpus = Path(args.corpus).resolve()
+    index = corpus / "index.json"
+    if not index.is_file():
+        cfg = load_config(args.config)
+        size = int(load_model_profile(cfg.profile).image_size)
+        info = prepare_corpus(corpus, out / "corpus", size, TrackConfig(), args.max_frames)
+        print(
+            f"corpus: {info['entries']} video(s) ready, {len(info['skipped'])} skipped -> {info['index']}"
+        )
+        index = Path(info["index"])
+    meta_args = [str(index), "--out", str(out / "base")]
+    if args.config:
+        meta_args += ["--config", str(args.config)]
+    if args.threads:
+        meta_args += ["--threads", str(args.threads)]
+    if args.nproc > 1:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={args.nproc}",
+        ]
+        return subprocess.call([*cmd, "-m", "pipeline.train.meta", *meta_args])
+    from pipeline.train.meta import main as meta_main
+
+    return meta_main(meta_args)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pipeline.eval import main as eval_main
+
+    return eval_main(args.rest)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -153,11 +205,32 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_status)
 
+    p = sub.add_parser("train-base", help="meta-train the base model on a VoxCeleb-like corpus")
+    p.add_argument(
+        "corpus", help="identity/video/ folders of frames or movies, or a prepared corpus"
+    )
+    p.add_argument("--out", required=True, help="output folder: corpus/ (prepared) and base/")
+    p.add_argument("--config", default=None, help="meta-training YAML (MetaTrainConfig keys)")
+    p.add_argument("--nproc", type=int, default=1, help="processes under torchrun (DDP)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process")
+    p.add_argument("--max-frames", type=int, default=300, help="frames read per corpus video")
+    p.set_defaults(fn=cmd_train_base)
+
+    p = sub.add_parser(
+        "eval", help="the quality harness (see `likeness eval -- --help`)", add_help=False
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_eval)
+
     p = sub.add_parser("demo", help="generate the embedded sample shot and run the chain on it")
     p.add_argument("--workdir", default="demo_work")
     p.add_argument("--scheduler-url", default=None)
     p.add_argument("--workers", type=int, default=1)
     p.set_defaults(fn=cmd_demo)
+
+    from farm.cli import add_farm_commands
+
+    add_farm_commands(sub)
     return ap
 
 

@@ -21,7 +21,7 @@ def _png(path, img):
 def test_references_aligned_and_saved(tmp_path):
     a = _png(tmp_path / "a.png", cv2.resize(astronaut_head(), (256, 256)))
     b = _png(tmp_path / "b.jpg", cv2.resize(astronaut_head()[:, ::-1].copy(), (300, 300)))
-    info = run_references([a, b], ReferencesConfig(crop_size=64), tmp_path / "out")
+    info = run_references([a, b], ReferencesConfig(), 64, tmp_path / "out")
     assert info["count"] == 2
     refs = load_references(tmp_path / "out" / "refs.npz")
     assert refs.crops.shape == (2, 64, 64, 3) and refs.crops.dtype == np.uint8
@@ -49,7 +49,7 @@ def test_faceless_reference_is_named(tmp_path):
     a = _png(tmp_path / "a.png", cv2.resize(astronaut_head(), (256, 256)))
     wall = _png(tmp_path / "wall.png", np.full((200, 200, 3), 128, np.uint8))
     with pytest.raises(NoFaceError, match="wall.png"):
-        prepare_references([a, wall], ReferencesConfig(crop_size=64))
+        prepare_references([a, wall], ReferencesConfig(), 64)
 
 
 def test_load_references_rejects_garbage(tmp_path):

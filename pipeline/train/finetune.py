@@ -43,7 +43,7 @@ from pipeline.errors import CheckpointError, LikenessError
 from pipeline.models import build, load_profile
 from pipeline.models.generator import Generator
 from pipeline.models.rasterize import rasterize
-from pipeline.models.warp import nearest_reference, shape_distance, warp_image
+from pipeline.models.warp import fused_warp, fusion_weights, shape_distance, warp_image
 from pipeline.train.checkpoint import (
     build_models,
     load_checkpoint,
@@ -84,6 +84,20 @@ class FinetuneConfig:
             resampling and mesh artifacts, like a plate frame close to a reference. They teach
             G to keep what a good warp gives; cross pairs alone teach it to ignore the warp.
         jitter_px: standard deviation, in pixels, of the landmark jitter of self pairs.
+        fuse_top: G's warp input blends this many nearest references
+            (:func:`pipeline.models.warp.fused_warp`), in training and at inference alike;
+            1 = the nearest reference only.
+        fuse_temperature: softmax temperature of the blend, in shape-distance units.
+        fuse_select: choose ``fuse_top`` and ``fuse_temperature`` by leave-one-out over the
+            references (each reference rebuilt from the others, L1 + SSIM), from
+            :data:`FUSE_TOPS` × :data:`FUSE_TEMPERATURES`; the configured pair is a candidate
+            too. Only the references are looked at.
+        landmark_dropout: probability that a training pair's landmark drawing is blanked, so
+            that G corrects the warp instead of recalling texture keyed on the drawing.
+        holdout: references held out of training and scored every ``eval_every`` steps (their
+            warp input built from the other references, as for a plate frame); the weights of the
+            best score are kept (early stopping). 0 disables it; it needs K ≥ 3.
+        eval_every: steps between scores of the held-out references.
         checkpoint_every: steps between periodic checkpoints.
         log_every: steps between log lines (the loss curve keeps every step).
         seed: seed of initialisation and batch sampling.
@@ -102,9 +116,15 @@ class FinetuneConfig:
     beta1: float = 0.9
     weights: LossWeights = dataclasses.field(default_factory=lambda: LossWeights(adv=0.0, fm=0.0))
     vgg_weights: Path | None = None
-    warp_sources: int = 1
-    self_pairs: int = 8
-    jitter_px: float = 1.0
+    warp_sources: int = 2
+    self_pairs: int = 4
+    jitter_px: float = 1.5
+    fuse_top: int = 3
+    fuse_temperature: float = 0.01
+    fuse_select: bool = True
+    landmark_dropout: float = 0.5
+    holdout: int = 1
+    eval_every: int = 25
     checkpoint_every: int = 50
     log_every: int = 10
     seed: int = 0
@@ -115,12 +135,21 @@ class FinetuneConfig:
     def validate(self) -> list[tuple[str, str]]:
         """Problems as ``(key, what)``; empty when valid."""
         probs = []
-        for key in ("steps", "batch_size", "warp_sources", "checkpoint_every", "log_every"):
+        for key in (
+            "steps", "batch_size", "warp_sources", "checkpoint_every", "log_every", "fuse_top",
+            "eval_every",
+        ):  # fmt: skip
             if getattr(self, key) < 1:
                 probs.append((key, f"got {getattr(self, key)}, expected ≥ 1"))
         for key in ("lr_g", "lr_psi", "lr_d"):
             if not getattr(self, key) > 0:
                 probs.append((key, f"got {getattr(self, key)}, expected > 0"))
+        if not 0.0 <= self.landmark_dropout < 1.0:
+            probs.append(("landmark_dropout", f"got {self.landmark_dropout}, expected 0..1"))
+        if not self.fuse_temperature > 0:
+            probs.append(("fuse_temperature", f"got {self.fuse_temperature}, expected > 0"))
+        if self.holdout < 0 or self.self_pairs < 0:
+            probs.append(("holdout", f"got {self.holdout}, expected ≥ 0"))
         if self.max_minutes is not None and not self.max_minutes > 0:
             probs.append(("max_minutes", f"got {self.max_minutes}, expected > 0 or null"))
         probs += [(f"weights.{k}", w) for k, w in self.weights.validate()]
@@ -150,6 +179,8 @@ class FinetuneResult:
         preview: the preview grid PNG.
         curves_json: the loss-curve JSON.
         curves_png: the loss-curve plot.
+        best_step: the step whose weights were kept by early stopping (``None`` without it).
+        holdout_loss: the held-out references' loss at ``best_step`` (``None`` without it).
     """
 
     checkpoint: Path
@@ -164,6 +195,8 @@ class FinetuneResult:
     preview: Path
     curves_json: Path
     curves_png: Path
+    best_step: int | None = None
+    holdout_loss: float | None = None
 
 
 class ActorState(nn.Module):
@@ -232,6 +265,19 @@ def training_pairs(points: np.ndarray, warp_sources: int) -> list[tuple[int, int
     return pairs
 
 
+def _self_source(
+    image: np.ndarray, points: np.ndarray, jitter_px: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A reference moved to jittered landmarks: (S×S×3 float32 image, 68×2 moved points)."""
+    size = image.shape[0]
+    angle = rng.normal(0.0, 2.0)
+    scale = 1.0 + rng.normal(0.0, 0.02)
+    m = cv2.getRotationMatrix2D((size / 2.0, size / 2.0), angle, scale)
+    m[:, 2] += rng.normal(0.0, jitter_px, 2)
+    moved = points @ m[:, :2].T + m[:, 2] + rng.normal(0.0, jitter_px, points.shape)
+    return warp_image(image, points, moved), moved
+
+
 def self_warp(
     image: np.ndarray, points: np.ndarray, jitter_px: float, rng: np.random.Generator
 ) -> np.ndarray:
@@ -246,14 +292,129 @@ def self_warp(
     Returns:
         S×S×3 float32: the reference after two piecewise-affine warps.
     """
-    size = image.shape[0]
-    angle = rng.normal(0.0, 2.0)
-    scale = 1.0 + rng.normal(0.0, 0.02)
-    m = cv2.getRotationMatrix2D((size / 2.0, size / 2.0), angle, scale)
-    m[:, 2] += rng.normal(0.0, jitter_px, 2)
-    moved = points @ m[:, :2].T + m[:, 2] + rng.normal(0.0, jitter_px, points.shape)
-    away = warp_image(image, points, moved)
+    away, moved = _self_source(image, points, jitter_px, rng)
     return warp_image(away, moved, points)
+
+
+#: Candidates of the leave-one-out choice of the warp fusion (``FinetuneConfig.fuse_select``).
+FUSE_TOPS = (1, 2, 3, 5, 8)
+FUSE_TEMPERATURES = (0.005, 0.01, 0.02, 0.05)
+
+
+def select_fusion(
+    images: np.ndarray, points: np.ndarray, cfg: FinetuneConfig
+) -> tuple[int, float, dict[str, float]]:
+    """Leave-one-out choice of the warp fusion: each reference rebuilt from the others.
+
+    Args:
+        images: K×S×S×3 float32 display sRGB references.
+        points: K×68×2 float landmarks in crop pixels.
+        cfg: the configured ``fuse_top``/``fuse_temperature`` (also a candidate).
+
+    Returns:
+        ``(top, temperature, scores)``: the pair with the lowest mean L1 + SSIM loss, and every
+        candidate's score keyed ``"top/temperature"``. With K < 3 the configured pair.
+    """
+    k = len(images)
+    if k < 3:
+        return cfg.fuse_top, cfg.fuse_temperature, {}
+    warps = {
+        (t, s): warp_image(images[s], points[s], points[t])
+        for t in range(k)
+        for s in range(k)
+        if s != t
+    }
+    dist = {key: shape_distance(points[key[1]], points[key[0]]) for key in warps}
+    real = _to_chw(images)
+    cands = {(top, temp) for top in FUSE_TOPS for temp in FUSE_TEMPERATURES if top < k}
+    cands.add((min(cfg.fuse_top, k - 1), cfg.fuse_temperature))
+    scores: dict[str, float] = {}
+    best = (math.inf, cfg.fuse_top, cfg.fuse_temperature)
+    for top, temp in sorted(cands):
+        fused = []
+        for t in range(k):
+            srcs = [s for s in range(k) if s != t]
+            w = fusion_weights(np.array([dist[(t, s)] for s in srcs]), top, temp)
+            fused.append(sum(np.float32(wi) * warps[(t, s)] for wi, s in zip(w, srcs) if wi > 0))
+        fake = _to_chw(np.stack(fused).astype(np.float32))
+        score = float(multiscale_l1(fake, real) + ssim_loss(fake, real))
+        scores[f"{top}/{temp}"] = score
+        if score < best[0] - 1e-9:
+            best = (score, top, temp)
+    return best[1], best[2], scores
+
+
+def holdout_indices(k: int, holdout: int) -> list[int]:
+    """References held out for early stopping: spread evenly inside the K, none when K < 3."""
+    if holdout <= 0 or k < 3:
+        return []
+    n = min(holdout, k - 2)
+    return sorted({int(round(x)) for x in np.linspace(0, k - 1, n + 2)[1:-1]})
+
+
+def warp_inputs(
+    images: np.ndarray,
+    points: np.ndarray,
+    targets: Sequence[int],
+    cfg: FinetuneConfig,
+    rng: np.random.Generator,
+    self_pairs: int,
+) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """G's training inputs, built as at inference: fused warps of *other* references.
+
+    For each target reference: ``cfg.warp_sources`` cross pairs, the ``j``-th blending the other
+    references after dropping the ``j`` nearest (coverage as good as, then worse than, a plate
+    frame's), and ``self_pairs`` pairs whose nearest source is the target itself moved to jittered
+    landmarks (a plate frame close to a reference, with realistic mesh errors), blended with the
+    others as :func:`pipeline.models.warp.fused_warp` would.
+
+    Args:
+        images: K×S×S×3 float32 display sRGB references.
+        points: K×68×2 float landmarks in crop pixels.
+        targets: the reference indices used as targets.
+        cfg: fusion and pair settings.
+        rng: random generator of the self pairs' jitter.
+        self_pairs: self pairs per target.
+
+    Returns:
+        ``(pairs, warps)``: ``(target, nearest source)`` per pair (source = target for self
+        pairs) and P×S×S×3 float32 warp inputs.
+    """
+    k = len(images)
+    cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def warp_to(t: int, s: int) -> np.ndarray:
+        if (t, s) not in cache:
+            cache[(t, s)] = warp_image(images[s], points[s], points[t])
+        return cache[(t, s)]
+
+    pairs: list[tuple[int, int]] = []
+    warps: list[np.ndarray] = []
+    for t in targets:
+        dist = {s: shape_distance(points[s], points[t]) for s in range(k) if s != t}
+        others = sorted(dist, key=lambda s: (dist[s], s))
+        for j in range(min(cfg.warp_sources, len(others))):
+            srcs = others[j:]
+            w = fusion_weights(
+                np.array([dist[s] for s in srcs]), cfg.fuse_top, cfg.fuse_temperature
+            )
+            warps.append(sum(np.float32(wi) * warp_to(t, s) for wi, s in zip(w, srcs) if wi > 0))
+            pairs.append((t, srcs[0]))
+        for _ in range(self_pairs):
+            away, moved = _self_source(images[t], points[t], cfg.jitter_px, rng)
+            back = warp_image(away, moved, points[t])
+            d = np.array([shape_distance(moved, points[t])] + [dist[s] for s in others])
+            w = fusion_weights(d, cfg.fuse_top, cfg.fuse_temperature)
+            acc = np.float32(w[0]) * back
+            for wi, s in zip(w[1:], others):
+                if wi > 0:
+                    acc = acc + np.float32(wi) * warp_to(t, s)
+            warps.append(acc)
+            pairs.append((t, t))
+    if not pairs:  # one reference and no self pairs: G learns the identity on it
+        pairs.append((targets[0], targets[0]))
+        warps.append(images[targets[0]])
+    return pairs, np.stack(warps).astype(np.float32)
 
 
 def _to_chw(images: np.ndarray) -> torch.Tensor:
@@ -396,6 +557,8 @@ def _run(
     refs_sha = _refs_digest(images, points)
     history: dict[str, list[float]] = {"step": [], "total": []}
     step, elapsed_before, resumed_from = 0, 0.0, None
+    # Early stopping: the weights with the best held-out score (kept in every checkpoint).
+    best: dict[str, Any] = {}
     ckpt_path = out_dir / CHECKPOINT_NAME
     if resume and ckpt_path.is_file():
         blob = load_checkpoint(ckpt_path)
@@ -414,6 +577,7 @@ def _run(
         step = resumed_from = blob["step"]
         elapsed_before = float(extra["elapsed_s"])
         history = {k: list(v) for k, v in extra["history"].items()}
+        best.update(extra.get("best") or {})
         log.info("resuming fine-tune from step %d (%s)", step, ckpt_path)
     g.to(device).train()
     d.to(device).train()
@@ -421,18 +585,27 @@ def _run(
     if perceptual is not None:
         perceptual.to(device)
 
-    pairs = training_pairs(points, cfg.warp_sources)
-    warps = [warp_image(images[s], points[s], points[t]) for t, s in pairs]
+    k = len(images)
+    # The pairs (and the checkpoint's inference settings) use the chosen fusion; ``cfg`` itself
+    # stays as given, so that the resume key does not change.
+    pair_cfg = cfg
+    if cfg.fuse_select:
+        top, temp, _ = select_fusion(images, points, cfg)
+        pair_cfg = dataclasses.replace(cfg, fuse_top=top, fuse_temperature=temp)
+        log.info("warp fusion by leave-one-out: top %d, temperature %g", top, temp)
+    held = holdout_indices(k, cfg.holdout)
     jitter_rng = np.random.default_rng([cfg.seed, 1])
-    for t in range(len(images)):
-        for _ in range(cfg.self_pairs):
-            warps.append(self_warp(images[t], points[t], cfg.jitter_px, jitter_rng))
-            pairs.append((t, t))
-    warps = np.stack(warps)
+    train_ids = [t for t in range(k) if t not in held]
+    pairs, warps = warp_inputs(images, points, train_ids, pair_cfg, jitter_rng, cfg.self_pairs)
     t_real = _to_chw(images).to(device)  # K×3×S×S
     t_lm = lm_images.to(device)
     t_warp = _to_chw(warps).to(device)  # P×3×S×S
     targets = torch.tensor([t for t, _ in pairs], device=device)
+    if held:
+        val_rng = np.random.default_rng([cfg.seed, 2])
+        val_pairs, val_warps = warp_inputs(images, points, held, pair_cfg, val_rng, 2)
+        v_warp = _to_chw(val_warps).to(device)  # V×3×S×S
+        v_targets = torch.tensor([t for t, _ in val_pairs], device=device)
     amp = device.type == "cuda" and cfg.amp
 
     def save(at_step: int, elapsed: float) -> str:
@@ -450,6 +623,9 @@ def _run(
                 "refs_sha256": refs_sha,
                 "elapsed_s": elapsed,
                 "history": history,
+                "best": best or None,
+                "fuse_top": pair_cfg.fuse_top,
+                "fuse_temperature": pair_cfg.fuse_temperature,
                 "image_size": size,
                 "ref_images": torch.from_numpy(
                     np.round(images * 255.0).clip(0, 255).astype(np.uint8)
@@ -472,12 +648,35 @@ def _run(
                 total += float(loss) * fake.shape[0]
         return total / len(pairs)
 
+    def holdout_score() -> float:
+        """Weighted L1 + SSIM on the held-out references (no grad, no RNG use)."""
+        with torch.no_grad():
+            fake = g(t_lm[v_targets], v_warp, actor.psi).float()
+            real = t_real[v_targets]
+            loss = cfg.weights.l1 * multiscale_l1(fake, real)
+            return float(loss + cfg.weights.ssim * ssim_loss(fake, real))
+
+    def consider(at_step: int) -> None:
+        """Score the held-out references; keep a copy of the weights when they are the best."""
+        score = holdout_score()
+        history.setdefault("holdout_step", []).append(at_step)
+        history.setdefault("holdout", []).append(score)
+        if not best or score < best["loss"]:
+            best.update(
+                step=at_step,
+                loss=score,
+                generator={n: v.detach().clone() for n, v in g.state_dict().items()},
+                actor={n: v.detach().clone() for n, v in actor.state_dict().items()},
+            )
+
     initial_loss = float(history["initial_eval"][0]) if "initial_eval" in history else evaluate()
     history["initial_eval"] = [initial_loss]
     start = time.monotonic()
     budget_s = math.inf if cfg.max_minutes is None else cfg.max_minutes * 60.0
     stopped_by = "steps"
     sha = ""
+    if held and step == 0 and not best:
+        consider(0)
     while step < cfg.steps:
         if elapsed_before + time.monotonic() - start >= budget_s:
             stopped_by = "time"
@@ -487,8 +686,11 @@ def _run(
         idx = torch.from_numpy(pick).to(device)
         tgt = targets[idx]
         real, lm, warp = t_real[tgt], t_lm[tgt], t_warp[idx]
+        # Blank some landmark drawings (drawn from (seed, step) too): G must use the warp.
+        keep = np.random.default_rng([cfg.seed, step, 1]).random(cfg.batch_size)
+        keep = torch.from_numpy((keep >= cfg.landmark_dropout).astype(np.float32)).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            fake = g(lm, warp, actor.psi)
+            fake = g(lm * keep.view(-1, 1, 1, 1), warp, actor.psi)
             loss_g, parts = generator_objective(
                 fake, real, lm, d if use_d else None, actor.w, cfg.weights, perceptual
             )
@@ -503,6 +705,8 @@ def _run(
             opt_d.step()
             parts.update(d_parts)
         step += 1
+        if held and step % cfg.eval_every == 0:
+            consider(step)
         history["step"].append(step)
         history["total"].append(float(loss_g.detach()))
         for k, v in parts.items():
@@ -519,6 +723,12 @@ def _run(
             sha = save(step, elapsed_before + time.monotonic() - start)
             log.info("checkpoint at step %d", step)
     elapsed = elapsed_before + time.monotonic() - start
+    if held and (not best or best["step"] != step) and step % cfg.eval_every != 0:
+        consider(step)
+    if best:
+        g.load_state_dict(best["generator"])
+        actor.load_state_dict(best["actor"])
+        log.info("early stopping: keeping step %d (held-out loss %.4f)", best["step"], best["loss"])
     final_loss = evaluate()
     sha = save(step, elapsed)
     g.eval()
@@ -537,6 +747,8 @@ def _run(
         preview=preview,
         curves_json=curves_json,
         curves_png=curves_png,
+        best_step=int(best["step"]) if best else None,
+        holdout_loss=float(best["loss"]) if best else None,
     )
 
 
@@ -604,6 +816,8 @@ class ActorModel:
         psi: 1×num_adain, the actor's ψ′.
         ref_images: K×S×S×3 float32 in 0..1, display sRGB.
         ref_points: K×68×2 float32, crop pixels.
+        fuse_top: references blended into the warp input (1 = nearest only).
+        fuse_temperature: the blend's softmax temperature.
     """
 
     def __init__(
@@ -612,7 +826,11 @@ class ActorModel:
         psi: torch.Tensor,
         ref_images: np.ndarray,
         ref_points: np.ndarray,
+        fuse_top: int = 1,
+        fuse_temperature: float = 0.01,
     ) -> None:
+        self.fuse_top = fuse_top
+        self.fuse_temperature = fuse_temperature
         self.generator = generator.eval()
         self.psi = psi.detach()
         self.ref_images = ref_images
@@ -632,12 +850,21 @@ class ActorModel:
         g = build_models(blob, ["generator"])["generator"]
         extra = blob["extra"]
         images = extra["ref_images"].numpy().astype(np.float32) / 255.0
-        return cls(g, blob["model"]["actor"]["psi"], images, extra["ref_points"].numpy())
+        return cls(
+            g,
+            blob["model"]["actor"]["psi"],
+            images,
+            extra["ref_points"].numpy(),
+            fuse_top=int(extra.get("fuse_top", 1)),
+            fuse_temperature=float(extra.get("fuse_temperature", 0.01)),
+        )
 
     def warp_input(self, target_points: np.ndarray) -> np.ndarray:
-        """The nearest reference warped to ``target_points`` (68×2) → S×S×3 float32 sRGB."""
-        k = nearest_reference(self.ref_points, target_points)
-        return warp_image(self.ref_images[k], self.ref_points[k], target_points)
+        """G's warp input: the nearest references warped to ``target_points`` (68×2) and blended
+        as in training (:func:`pipeline.models.warp.fused_warp`) → S×S×3 float32 sRGB."""
+        return fused_warp(
+            self.ref_images, self.ref_points, target_points, self.fuse_top, self.fuse_temperature
+        )
 
     @torch.no_grad()
     def __call__(self, target_points: np.ndarray) -> np.ndarray:

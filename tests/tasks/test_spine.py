@@ -16,7 +16,7 @@ from pipeline.io import read_exr
 from pipeline.io.exr import timecode_from_exr
 from pipeline.status import workdir_status
 from tasks.cli import main
-from tests.tasks.conftest import make_shot
+from tests.tasks.conftest import TEST_PROFILE, make_shot
 
 
 def _manifests(workdir: Path) -> dict[str, float]:
@@ -53,7 +53,7 @@ def test_submit_runs_chain_and_keeps_timecode(tmp_path, capsys):
 
 
 def test_config_change_reruns_exactly_downstream(tmp_path):
-    prof = {"ingest": {"cache_compression": "zip"}, "deliver": {"burn_in": True}}
+    prof = {**TEST_PROFILE, "ingest": {"cache_compression": "zip"}, "deliver": {"burn_in": True}}
     spec = make_shot(tmp_path / "shot", profile=prof)
     wd = tmp_path / "wd"
     assert main(["submit", str(spec), "--workdir", str(wd)]) == 0
@@ -64,7 +64,8 @@ def test_config_change_reruns_exactly_downstream(tmp_path):
     assert main(["submit", str(spec), "--workdir", str(wd)]) == 0
     second = _manifests(wd)
     upstream = [k for k in first if "/stages/" in k]
-    assert len(upstream) == 3  # ingest, one track chunk, track
+    # ingest, 2 track chunks, track, references, finetune, export, 2 synth chunks
+    assert len(upstream) == 9
     assert all(second[k] == first[k] for k in upstream)
     assert "shots/sh010/v002" in second and second["shots/sh010/v001"] == first["shots/sh010/v001"]
     # an ingest change reruns ingest and everything downstream of it
@@ -77,8 +78,13 @@ def test_config_change_reruns_exactly_downstream(tmp_path):
         "ingest",
         "track_chunk",
         "track",
+        "synth_chunk",
         "shots/sh010/v003",
     }
+    # the actor stages (references, fine-tune, export) did not rerun
+    for k in upstream:
+        if any(f"/stages/{st}/" in k for st in ("references", "finetune", "export")):
+            assert third[k] == first[k]
 
 
 def test_kill_mid_stage_leaves_no_final_file_and_rerun_completes(tmp_path):

@@ -1,0 +1,141 @@
+"""The quality harness: metrics on known values, frame selection, and a tiny end-to-end run on a
+generated clip (the astronaut moving, written as ProRes); no real media."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pipeline import eval as ev
+from pipeline.errors import LikenessError
+
+TINY_PROFILE = {
+    "image_size": 64,
+    "embed_dim": 16,
+    "embedder_params": {"base_channels": 4, "max_channels": 8, "num_down": 3},
+    "generator_params": {"base_channels": 8, "max_channels": 16, "num_down": 2, "num_res": 1},
+    "discriminator_params": {"base_channels": 4, "max_channels": 8, "num_down": 3},
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _shape(seed: int = 0) -> np.ndarray:
+    from pipeline.align import CANONICAL_68
+
+    rng = np.random.default_rng(seed)
+    return (CANONICAL_68 * 64 + rng.normal(0, 0.3, (68, 2))).astype(np.float64)
+
+
+def test_psnr_and_ssim_known_values() -> None:
+    a = np.full((16, 16, 3), 0.5, np.float32)
+    assert ev.psnr(a, a + 0.1) == pytest.approx(20.0, abs=1e-4)  # MSE 0.01
+    assert ev.psnr(a, a) == 100.0
+    img = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    assert ev.ssim(img, img) == pytest.approx(1.0)
+    # flat images: only the luminance term, (2·0.5·0.6 + C1) / (0.5² + 0.6² + C1), C1 = 0.01²
+    assert ev.ssim(a, a + 0.1) == pytest.approx(0.6001 / 0.6101, abs=1e-6)
+
+
+def test_ssim_matches_the_training_loss_formula() -> None:
+    """Harness SSIM and the differentiable loss SSIM are one formula (valid region aside)."""
+    from pipeline.train.losses import ssim as torch_ssim
+
+    rng = np.random.default_rng(1)
+    a = rng.random((48, 48, 3)).astype(np.float32)
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1).astype(np.float32)
+    t = float(
+        torch_ssim(
+            torch.from_numpy(a).permute(2, 0, 1)[None], torch.from_numpy(b).permute(2, 0, 1)[None]
+        )
+    )
+    assert ev.ssim(a, b) == pytest.approx(t, abs=0.03)
+
+
+def test_landmark_error_and_jitter_known_values() -> None:
+    ref = _shape()
+    iod = ev.inter_ocular(ref)
+    assert ev.landmark_error(ref + [0.1 * iod, 0.0], ref) == pytest.approx(0.1)
+    track = np.stack([_shape(i) for i in range(5)])
+    # an output that moves exactly like the truth, offset by a constant: no jitter
+    assert ev.error_jitter(track + 2.0, track) == pytest.approx(0.0, abs=1e-12)
+    # an error that alternates by ±d on every point: RMS change 2·d·√2 / inter-ocular
+    alt = track + np.array([1.0, 1.0]) * np.array([1, -1, 1, -1, 1])[:, None, None]
+    mean_iod = np.mean([ev.inter_ocular(x) for x in track])
+    assert ev.error_jitter(alt, track) == pytest.approx(2 * np.sqrt(2) / mean_iod)
+    assert np.isnan(ev.error_jitter(track[:1], track[:1]))
+
+
+def test_pick_frames() -> None:
+    frames = np.arange(1001, 1101)
+    refs, runs = ev.pick_frames(frames, 8, 40, 8, 5)
+    assert len(refs) == 8 and refs[0] == 0 and refs[-1] == 99
+    assert sum(len(r) for r in runs) <= 40 and len(runs) >= 4
+    for run in runs:
+        assert np.all(np.diff(frames[run]) == 1)
+        assert np.abs(frames[run][:, None] - frames[refs][None]).min() > 5
+    with pytest.raises(ev.EvalError):
+        ev.pick_frames(frames[:5], 8, 40, 8, 5)
+    with pytest.raises(ev.EvalError):
+        ev.pick_frames(frames[:10], 8, 40, 8, 5)  # nothing far enough from the references
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(LikenessError):
+        ev.evaluate_clip(tmp_path / "x.mov", mode="cross")  # no driving clip
+    with pytest.raises(LikenessError):
+        ev.evaluate_clip(tmp_path / "x.mov", mode="sideways")  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def moving_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 frames of the astronaut's head moving, 256², ProRes 422 HQ."""
+    from pipeline.io import ProResWriter
+    from pipeline.synthetic import Motion, astronaut_head, moving_portrait
+
+    frames, _ = moving_portrait(
+        24, size=(256, 256), portrait=astronaut_head(), motion=Motion(tx=6, ty=3, rot_deg=5)
+    )
+    path = tmp_path_factory.mktemp("clip") / "astro.mov"
+    with ProResWriter(path, width=256, height=256, fps=Fraction(24), codec="prores_422hq") as w:
+        for f in frames:
+            w.write(f.astype(np.float32) / 255.0)
+    return path
+
+
+def test_evaluate_clip_end_to_end(moving_clip: Path, tmp_path: Path) -> None:
+    pytest.importorskip("dlib")
+    profile = tmp_path / "tiny.yaml"
+    profile.write_text(yaml.safe_dump(TINY_PROFILE))
+    res = ev.evaluate_clip(
+        moving_clip, k=3, minutes=0.05, profile=str(profile), tests=6, run_length=3, min_gap=1,
+        out_dir=tmp_path / "out", cache=tmp_path / "cache",
+        finetune_overrides={"batch_size": 2, "eval_every": 2},
+    )  # fmt: skip
+    assert res["schema"] == ev.SCHEMA and res["size"] == 64 and res["k"] == 3
+    assert len(res["reference_frames"]) == 3 and res["driving_frames"] == len(res["frames"]) > 0
+    for system in ("learned", "warp"):
+        assert set(res[system]) == {
+            "psnr",
+            "ssim",
+            "identity",
+            "landmark_error",
+            "jitter",
+            "jitter_raw",
+        }
+        assert 5.0 < res[system]["psnr"] < 100.0 and 0.0 < res[system]["ssim"] <= 1.0
+    assert set(res["delta"]) == set(res["warp"])
+    saved = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert saved["schema"] == ev.SCHEMA and saved["learned"] == pytest.approx(res["learned"])
+    assert (tmp_path / "out" / "eval.png").stat().st_size > 0
+    assert list((tmp_path / "cache").glob("astro_*.npz"))  # landmarks cached for reruns
+    assert "learned" in ev.format_summary(res)
