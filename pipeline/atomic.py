@@ -130,6 +130,16 @@ def write_json(final: str | os.PathLike[str], obj: Any) -> Path:
     return write_text(final, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def write_npz(final: str | os.PathLike[str], *, compress: bool = False, **arrays: Any) -> Path:
+    """Write numpy arrays atomically as ``.npz`` (plain arrays only: readers never unpickle)."""
+    import numpy as np
+
+    with atomic_path(final) as tmp:
+        with open(tmp, "wb") as fh:
+            (np.savez_compressed if compress else np.savez)(fh, **arrays)
+    return Path(final)
+
+
 @contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory; on success, rename it whole to ``final``.

@@ -184,11 +184,10 @@ def load_clip(
         plate_pts = track_clip(numbers, images, track_size)
         log.info("tracked %s: %d frames in %.1f s", path.name, len(numbers), time.monotonic() - t0)
         if cached is not None:
-            from pipeline.atomic import atomic_path
+            from pipeline.atomic import write_npz
 
             cached.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(cached, suffix=".npz") as tmp:
-                np.savez(tmp, points=plate_pts)
+            write_npz(cached, points=plate_pts)
     ok = np.isfinite(plate_pts).all(axis=(1, 2))
     if ok.sum() == 0:
         raise NoFaceError(f"no face tracked in {path}", "pass a clip with one visible face")

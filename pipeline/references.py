@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import atomic_dir, atomic_path
+from pipeline.atomic import atomic_dir, atomic_path, write_npz
 from pipeline.errors import DecodeError, NoFaceError, SchemaError
 from pipeline.shotspec import MOVIE_SUFFIXES
 
@@ -158,16 +158,13 @@ def prepare_references(paths: list[Path], cfg: ReferencesConfig, size: int) -> R
 
 
 def save_references(path: Path, refs: References) -> Path:
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                schema=np.array(REFS_SCHEMA),
-                crops=refs.crops,
-                points=refs.points,
-                sources=np.array(refs.sources),
-            )
-    return path
+    return write_npz(
+        path,
+        schema=np.array(REFS_SCHEMA),
+        crops=refs.crops,
+        points=refs.points,
+        sources=np.array(refs.sources),
+    )
 
 
 def load_references(path: Path) -> References:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pipeline.atomic import atomic_dir, atomic_path
+from pipeline.atomic import atomic_dir, write_npz
 from pipeline.errors import SchemaError
 from pipeline.frames import FrameRange
 from pipeline.landmarks.sidecar import Landmarks
@@ -140,18 +140,15 @@ def is_same_person(
 
 
 def save_faces(path: Path, faces: Faces) -> Path:
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                schema=np.array(FACES_SCHEMA),
-                frames=faces.frames,
-                faces=faces.faces,
-                points=faces.points,
-                inverse=faces.inverse,
-                valid=faces.valid,
-            )
-    return path
+    return write_npz(
+        path,
+        schema=np.array(FACES_SCHEMA),
+        frames=faces.frames,
+        faces=faces.faces,
+        points=faces.points,
+        inverse=faces.inverse,
+        valid=faces.valid,
+    )
 
 
 def load_faces(path: Path) -> Faces:

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from pipeline.align import CANONICAL_68, apply_affine, invert_affine, umeyama
-from pipeline.atomic import atomic_path
+from pipeline.atomic import write_npz
 from pipeline.errors import IdentityError, NoFaceError, SchemaError, StageError
 from pipeline.identity import chip_descriptor, descriptor_distance, face_chip, face_descriptor
 from pipeline.landmarks import Box, Detection, LandmarkBackend, get_backend
@@ -423,23 +423,21 @@ def track_chunk(
 
 def save_chunk(path: str | os.PathLike[str], track: ChunkTrack) -> Path:
     """Write a chunk's track atomically as a schema-versioned ``.npz``. Returns the path."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                schema=np.array(CHUNK_SCHEMA),
-                frames=track.frames,
-                points=track.points,
-                confidence=track.confidence,
-                box=track.box,
-                keyframe=track.keyframe,
-                cut=track.cut,
-                descriptor=track.descriptor,
-                face_chip=track.face_chip,
-                image_size=np.array(track.image_size, np.int64),
-                backend=np.array(track.backend),
-            )
-    return Path(path)
+    return write_npz(
+        path,
+        compress=True,
+        schema=np.array(CHUNK_SCHEMA),
+        frames=track.frames,
+        points=track.points,
+        confidence=track.confidence,
+        box=track.box,
+        keyframe=track.keyframe,
+        cut=track.cut,
+        descriptor=track.descriptor,
+        face_chip=track.face_chip,
+        image_size=np.array(track.image_size, np.int64),
+        backend=np.array(track.backend),
+    )
 
 
 def load_chunk(path: str | os.PathLike[str]) -> ChunkTrack:

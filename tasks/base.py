@@ -8,6 +8,7 @@ complete only when that folder's ``_manifest.json`` exists and matches the plan'
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -142,9 +143,17 @@ class ShotTask(luigi.Task):
         raise NotImplementedError
 
     def progress(self, done: int, total: int) -> None:
+        """Report progress to the scheduler (visualiser) and, on a terminal, as a bar."""
         pct = int(100 * done / max(total, 1))
         self.set_progress_percentage(pct)
         self.set_status_message(f"{self.stage.task_name}: {done}/{total}")
+        if sys.stderr.isatty():
+            bar = "#" * (pct // 4)
+            end = "\n" if done >= total else ""
+            sys.stderr.write(
+                f"\r{self.shot} {self.stage.task_name:<28} [{bar:<25}] {done}/{total}{end}"
+            )
+            sys.stderr.flush()
 
     def _log_to_file(self) -> logging.Handler:
         path = self.wd.log_dir(self.shot) / f"{self.stage.task_name}.log"

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import write_npz
 from pipeline.errors import SchemaError
 
 SCHEMA = "likeness.landmarks/1"
@@ -99,10 +99,7 @@ def save_landmarks(path: str | os.PathLike[str], lm: Landmarks) -> Path:
         if f.name == "gaps":
             value = np.asarray(value, np.int64).reshape(-1, 2)
         arrays[f.name] = np.asarray(value)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-    return Path(path)
+    return write_npz(path, compress=True, **arrays)
 
 
 def load_landmarks(path: str | os.PathLike[str]) -> Landmarks:

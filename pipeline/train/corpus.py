@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.atomic import atomic_dir, atomic_path
+from pipeline.atomic import atomic_dir, write_npz
 from pipeline.errors import DecodeError, NoFaceError
 from pipeline.shotspec import MOVIE_SUFFIXES
 
@@ -82,9 +82,7 @@ def prepare_video(src: Path, dst: Path, size: int, track_cfg: Any, max_frames: i
             )
             cv2.imwrite(str(tmp / f"{j:06d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
             points.append(lm.points[i] @ m[:, :2].T + m[:, 2])
-    with atomic_path(dst / "landmarks.npz", suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, points=np.asarray(points, np.float32))
+    write_npz(dst / "landmarks.npz", points=np.asarray(points, np.float32))
     return len(keep)
 
 
