@@ -184,9 +184,14 @@ def run_delivery(
     untouched: list[int] = []
     timings = {"composite_s": 0.0}
     numbers = list(plate.frames)
+    per_frame: dict[str, list[float]] = {
+        "mean |composite - plate| (linear)": [],
+        "matte coverage (fraction of frame)": [],
+    }
     if faces is not None:
+        plates = _PlateFrames(plate)
         seq = composite_sequence(
-            _PlateFrames(plate),
+            plates,
             _FaceCrops(faces, color, plate.working_space),
             faces.points.astype(np.float64),
             faces.inverse.astype(np.float64),
@@ -198,8 +203,13 @@ def run_delivery(
             it = iter(seq)
             for i, n in enumerate(numbers):
                 t0 = time.perf_counter()
-                comp, face, _matte = next(it)
+                comp, face, matte = next(it)
                 timings["composite_s"] += time.perf_counter() - t0
+                plate_lin = plates[i]
+                per_frame["mean |composite - plate| (linear)"].append(
+                    float(np.abs(comp - plate_lin).mean())
+                )
+                per_frame["matte coverage (fraction of frame)"].append(float(matte.mean()))
                 yield DeliveredFrame(n, comp, face, None, bool(faces.valid[i]))
 
         frames = frames_iter()
@@ -232,6 +242,7 @@ def run_delivery(
                 contact_sheet=sorted(collector.rows, key=lambda r: r.frame),
                 tracking_confidence=conf,
                 jitter=jit,
+                metrics={k: v for k, v in per_frame.items() if len(v) == len(numbers)},
                 training_curves=_training_curves(training_curves),
                 stage_timings=stage_timings,
                 untouched_frames=untouched,
