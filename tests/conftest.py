@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny generated media only; never ../shared."""
+"""Shared fixtures: tiny generated media only; no test reads the real media kept beside the repo."""
 
 from __future__ import annotations
 
