@@ -19,6 +19,7 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline.atomic import atomic_dir
+from pipeline.errors import ColorError
 from pipeline.frames import Timecode
 from pipeline.ingest import CachedPlate
 
@@ -156,7 +157,7 @@ def deliver(
     color.check_space(cfg.output_colorspace)
     try:
         chroma = color.chromaticities(cfg.output_colorspace)
-    except Exception:  # noqa: BLE001 - a space without primaries (log, display) has none to record
+    except ColorError:  # a space without primaries (a display space) has none to record
         chroma = None
     pattern = f"{shot}.####.exr"
     movie_name = f"{shot}_{version}.mov"
