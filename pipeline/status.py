@@ -16,6 +16,15 @@ from pipeline.workspace import MANIFEST, Workdir, manifest_matches, read_manifes
 STALE_RUNNING_S = 6 * 3600
 
 
+def _chain_order(item: tuple[str, dict[str, Any]]) -> tuple[int, str]:
+    """Sort key: the stage's place in the chain, then the chunk's frames."""
+    from pipeline.plan import STAGES
+
+    order = {sd.name: i for i, sd in enumerate(STAGES)}
+    task, st = item
+    return order.get(st.get("stage", ""), len(order)), task
+
+
 def _stage_state(
     wd: Workdir, shot: str, task: str, folder: Path, key: str, cdig: str
 ) -> dict[str, Any]:
@@ -56,7 +65,7 @@ def shot_status(wd: Workdir, shot: str) -> dict[str, Any]:
             continue
         stages: dict[str, Any] = {}
         vdir = wd.version_dir(shot, v)
-        for task, st in plan.get("stages", {}).items():
+        for task, st in sorted(plan.get("stages", {}).items(), key=_chain_order):
             if st["stage"] == "deliver":
                 folder, key = vdir, plan["delivery_key"]
             else:
