@@ -18,6 +18,10 @@ class LikenessError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        # A path with bytes invalid in UTF-8 reaches Python as lone surrogates, which no UTF-8
+        # stream (stderr under capture, log files, JSON) can encode: show them as \udcff escapes.
+        message = _printable(message)
+        hint = _printable(hint) if hint else hint
         self.message = message
         self.hint = hint
         super().__init__(message if not hint else f"{message}\n  fix: {hint}")
@@ -160,6 +164,11 @@ class WorkdirError(LikenessError):
 
 class FarmError(LikenessError):
     """A farm operation was refused: scheduler, worker, adapter, timeline or rerun arguments."""
+
+
+def _printable(text: str) -> str:
+    """``text`` with lone surrogates (undecodable path bytes) escaped, so it encodes as UTF-8."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _compact_ranges(values: list[int]) -> str:

@@ -83,7 +83,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             spec, prof = validate_shot(p)
         except LikenessError as exc:
-            print(f"INVALID {p}\n{exc}", file=sys.stderr)
+            print(f"INVALID {p}\n{type(exc).__name__}: {exc}", file=sys.stderr)
             bad += 1
             continue
         print(f"ok {p}: shot {spec.shot}, profile {prof.name}, {len(spec.references)} reference(s)")
