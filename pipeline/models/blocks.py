@@ -114,3 +114,19 @@ class AdaResBlock(nn.Module):
 def channels(base: int, cap: int, level: int) -> int:
     """Width at a pyramid level: ``base·2^level`` capped at ``cap``."""
     return min(base * (2**level), cap)
+
+
+def down_trunk(
+    base_channels: int, max_channels: int, num_down: int, sn: bool, cin: int = 6
+) -> tuple[nn.ModuleList, int]:
+    """The residual downsampling trunk shared by E and D: (image, landmark image) pairs in.
+
+    Returns:
+        the blocks (B×cin×H×W → B×C×H/2^num_down×W/2^num_down) and C, the output width.
+    """
+    blocks = []
+    for level in range(num_down):
+        cout = channels(base_channels, max_channels, level)
+        blocks.append(ResBlockDown(cin, cout, sn, norm=False, first=level == 0))
+        cin = cout
+    return nn.ModuleList(blocks), cin

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.errors import LikenessError
-from pipeline.models.blocks import ResBlockDown, channels, linear
+from pipeline.models.blocks import down_trunk, linear
 
 
 class EmbedderInputError(LikenessError):
@@ -40,13 +40,7 @@ class Embedder(nn.Module):
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
-        blocks = []
-        cin = 6
-        for level in range(num_down):
-            cout = channels(base_channels, max_channels, level)
-            blocks.append(ResBlockDown(cin, cout, spectral_norm, norm=False, first=level == 0))
-            cin = cout
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks, cin = down_trunk(base_channels, max_channels, num_down, spectral_norm)
         self.out = linear(cin, embed_dim, spectral_norm)
 
     def forward(

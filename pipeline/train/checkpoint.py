@@ -87,6 +87,27 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def restore_training(
+    blob: dict[str, Any], models: dict[str, torch.nn.Module], optimizers: dict[str, Any]
+) -> int:
+    """Load a checkpoint's models, optimizers and RNG states for an exact resume.
+
+    Args:
+        blob: what :func:`load_checkpoint` returned.
+        models: name → module, as saved under ``blob["model"]``.
+        optimizers: name → optimizer, as saved under ``blob["optimizer"]``.
+
+    Returns:
+        the step the checkpoint was written at.
+    """
+    for name, module in models.items():
+        module.load_state_dict(blob["model"][name])
+    for name, opt in optimizers.items():
+        opt.load_state_dict(blob["optimizer"][name])
+    restore_rng(blob["rng"])
+    return int(blob["step"])
+
+
 def save_checkpoint(
     path: str | Path,
     *,

@@ -47,7 +47,7 @@ from pipeline.models.warp import fused_warp, fusion_weights, shape_distance, war
 from pipeline.train.checkpoint import (
     build_models,
     load_checkpoint,
-    restore_rng,
+    restore_training,
     save_checkpoint,
 )
 from pipeline.train.losses import build_perceptual, multiscale_l1, ssim_loss
@@ -568,13 +568,11 @@ def _run(
                 f"{ckpt_path} was made with other settings or references",
                 "pass resume=False (or clear the output folder) to start over",
             )
-        g.load_state_dict(blob["model"]["generator"])
-        d.load_state_dict(blob["model"]["discriminator"])
-        actor.load_state_dict(blob["model"]["actor"])
-        opt_g.load_state_dict(blob["optimizer"]["generator"])
-        opt_d.load_state_dict(blob["optimizer"]["discriminator"])
-        restore_rng(blob["rng"])
-        step = resumed_from = blob["step"]
+        step = resumed_from = restore_training(
+            blob,
+            {"generator": g, "discriminator": d, "actor": actor},
+            {"generator": opt_g, "discriminator": opt_d},
+        )
         elapsed_before = float(extra["elapsed_s"])
         history = {k: list(v) for k, v in extra["history"].items()}
         best.update(extra.get("best") or {})

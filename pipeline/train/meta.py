@@ -66,7 +66,7 @@ from pipeline.models.embedder import Embedder
 from pipeline.models.generator import Generator
 from pipeline.models.rasterize import rasterize
 from pipeline.models.warp import nearest_reference, warp_image
-from pipeline.train.checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from pipeline.train.checkpoint import load_checkpoint, restore_training, save_checkpoint
 from pipeline.train.losses import build_perceptual
 from pipeline.train.objective import (
     LossWeights,
@@ -398,13 +398,11 @@ def _train(
                 f"({blob['extra'].get('world_size')} processes, now {world})",
                 "resume with the same config and --nproc_per_node, or pass --no-resume",
             )
-        e.load_state_dict(blob["model"]["embedder"])
-        g.load_state_dict(blob["model"]["generator"])
-        d.load_state_dict(blob["model"]["discriminator"])
-        opt_g.load_state_dict(blob["optimizer"]["generator"])
-        opt_d.load_state_dict(blob["optimizer"]["discriminator"])
-        restore_rng(blob["rng"])
-        step = blob["step"]
+        step = restore_training(
+            blob,
+            {"embedder": e, "generator": g, "discriminator": d},
+            {"generator": opt_g, "discriminator": opt_d},
+        )
         if rank == 0:
             log.info("resuming train-base from step %d", step)
     eg.to(device).train()
