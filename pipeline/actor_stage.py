@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,17 @@ class FinetuneStageConfig(FinetuneConfig):
                     "or remove the key to fine-tune from scratch",
                 )
             )
+        if self.base_checkpoint and not self.base_sha256:
+            out.append(
+                (
+                    "base_sha256",
+                    "is required with base_checkpoint: the base is checked against it before it "
+                    "is loaded; use the SHA-256 that `likeness train-base` prints (or "
+                    "`sha256sum` of the file, once you trust it)",
+                )
+            )
+        elif self.base_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.base_sha256):
+            out.append(("base_sha256", f"{self.base_sha256!r} is not a hex SHA-256 (64 digits)"))
         return out
 
 

@@ -82,6 +82,10 @@ class IdentityError(LikenessError):
     """Several faces were found and the performer to follow is ambiguous."""
 
 
+class FaceLostError(NoFaceError):
+    """The performer's face is missing from part of the shot (left the frame, turned or hidden)."""
+
+
 class WeightsMissingError(LikenessError):
     """A model weights file is not provisioned. Weights are never downloaded at run time."""
 

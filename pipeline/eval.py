@@ -177,7 +177,8 @@ def load_clip(
         key = f"{path.stem}_{_sha256(path)[:16]}_{len(numbers)}.npz"
         cached = Path(cache) / key
     if cached is not None and cached.is_file():
-        plate_pts = np.load(cached)["points"]
+        with np.load(cached, allow_pickle=False) as z:
+            plate_pts = z["points"]
     else:
         t0 = time.monotonic()
         track_size = size if size in (128, 256, 512) else 256

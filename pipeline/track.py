@@ -32,7 +32,7 @@ import numpy as np
 
 from pipeline.align import CANONICAL_68, apply_affine, invert_affine, umeyama
 from pipeline.atomic import write_npz
-from pipeline.errors import IdentityError, NoFaceError, SchemaError, StageError
+from pipeline.errors import FaceLostError, IdentityError, NoFaceError, SchemaError, StageError
 from pipeline.identity import chip_descriptor, descriptor_distance, face_chip, face_descriptor
 from pipeline.landmarks import Box, Detection, LandmarkBackend, get_backend
 from pipeline.landmarks.sidecar import Landmarks
@@ -65,6 +65,10 @@ class TrackConfig:
             frame starts a new scene.
         max_gap_interpolate: gaps of at most this many frames are interpolated; longer ones (and
             gaps at the shot's ends) are flagged.
+        on_gap: what a flagged gap does to the shot. ``"error"`` (default) fails the track stage
+            with :class:`~pipeline.errors.FaceLostError` naming the frames, so that no delivery
+            silently keeps the original face; ``"passthrough"`` keeps the plate unchanged on
+            those frames and lists them in the QC report.
         identity_threshold: descriptor L2 distance under which a face is the performer.
         chunk_descriptor: keep the face chip of each chunk's first acquisition, so the face is
             reacquired by identity after cuts and the merge can check identity across chunk
@@ -84,6 +88,7 @@ class TrackConfig:
     lost_similarity: float = 0.35
     cut_threshold: float = 0.2
     max_gap_interpolate: int = 5
+    on_gap: Literal["error", "passthrough"] = "error"
     identity_threshold: float = 0.6
     chunk_descriptor: bool = True
     crop_size: Literal[128, 256, 512] = 256
@@ -282,7 +287,9 @@ class _Tracker:
                 raise IdentityError(
                     f"frame {fno}: {len(dets)} faces of similar size and no identity hint: "
                     + ", ".join(str(tuple(round(v) for v in d.box)) for d in dets),
-                    "name the plate actor's reference (descriptor) or a seed box in the shot spec",
+                    "name the face to replace in the shot spec: `plate: performer: reference: "
+                    "PHOTO` (a photo of the plate actor) or `plate: performer: seed_box: "
+                    "[x0, y0, x1, y1]` (pixels around the face on the first frame)",
                 )
             chosen = dets[areas[0][1]]
         if chosen is not None and self.cfg.chunk_descriptor and self.chip is None:
@@ -586,4 +593,61 @@ def merge_chunks(
         gaps=gaps,
         crop_size=int(cfg.crop_size),
         image_size=(int(image_size[0]), int(image_size[1])),
+    )
+
+
+def _edge_of(box: np.ndarray, image_size: tuple[int, int], margin: float = 0.02) -> str | None:
+    """Which frame edge a face box touches (within ``margin`` of the frame side), if any."""
+    if not np.all(np.isfinite(box)):
+        return None
+    w, h = image_size
+    x0, y0, x1, y1 = (float(v) for v in box)
+    for name, near in (
+        ("left", x0 <= margin * w),
+        ("right", x1 >= (1.0 - margin) * w),
+        ("top", y0 <= margin * h),
+        ("bottom", y1 >= (1.0 - margin) * h),
+    ):
+        if near:
+            return name
+    return None
+
+
+def describe_gap(lm: Landmarks, gap: tuple[int, int]) -> str:
+    """One line on a flagged gap: its frames and, where it can tell, why the face was lost.
+
+    A gap whose neighbouring tracked frame has its face box on a frame edge is reported as the
+    face leaving (or entering) the frame there; otherwise the face was hidden, turned away or
+    too small to detect.
+    """
+    first, last = gap
+    span = f"frames {first}-{last} ({last - first + 1} frames)"
+    idx = {int(n): i for i, n in enumerate(lm.frames)}
+    before, after = idx.get(first - 1), idx.get(last + 1)
+    if before is not None and lm.tracked[before]:
+        edge = _edge_of(lm.box[before], lm.image_size)
+        if edge:
+            return f"{span}: the face leaves the frame at the {edge} edge after frame {first - 1}"
+    if after is not None and lm.tracked[after]:
+        edge = _edge_of(lm.box[after], lm.image_size)
+        if edge:
+            return f"{span}: the face enters the frame at the {edge} edge at frame {last + 1}"
+    return f"{span}: no face was found (hidden, turned away or too small)"
+
+
+def check_gaps(lm: Landmarks, cfg: TrackConfig, source: str | os.PathLike[str]) -> None:
+    """Fail on flagged gaps unless the profile asks for the plate to pass through there.
+
+    Raises:
+        FaceLostError: ``cfg.on_gap == "error"`` and the face is missing from some frames.
+    """
+    if not lm.gaps or cfg.on_gap != "error":
+        return
+    lines = [describe_gap(lm, g) for g in lm.gaps]
+    a, b = max(_runs(lm.tracked), key=lambda r: r[1] - r[0])
+    raise FaceLostError(
+        f"the performer's face is missing from part of {source}: " + "; ".join(lines),
+        "set `plate: frames: A-B` in the shot spec to frames the face is in (the longest tracked run is "
+        f"{int(lm.frames[a])}-{int(lm.frames[b])}), or set `track: on_gap: passthrough` in the "
+        "profile to keep the plate unchanged on those frames (they are listed in the QC report)",
     )

@@ -20,6 +20,7 @@ from pipeline.landmarks.sidecar import Landmarks, save_landmarks
 from pipeline.track import (
     IdentityHint,
     TrackConfig,
+    check_gaps,
     hint_from_seed,
     load_chunk,
     make_backend,
@@ -114,6 +115,7 @@ def run_track_merge(
 
     Raises:
         NoFaceError: no frame of the shot shows the performer's face.
+        FaceLostError: the face is missing from some frames and ``cfg.on_gap`` is ``"error"``.
     """
     from pipeline.color import ColorPipeline
     from pipeline.io import ProResWriter
@@ -126,6 +128,7 @@ def run_track_merge(
             f"no face was tracked in any of the {len(lm.frames)} frames of {plate.source}",
             "check the plate shows a face of at least ~80 px, or lower track.min_detection_score",
         )
+    check_gaps(lm, cfg, plate.source)
     color = ColorPipeline(ocio_config)
     with atomic_dir(out_dir) as tmp:
         save_landmarks(tmp / LANDMARKS_FILE, lm)

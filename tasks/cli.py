@@ -133,8 +133,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train_base(args: argparse.Namespace) -> int:
-    import subprocess
-
     from pipeline.models import load_profile as load_model_profile
     from pipeline.track import TrackConfig
     from pipeline.train.corpus import prepare_corpus
@@ -157,14 +155,9 @@ def cmd_train_base(args: argparse.Namespace) -> int:
     if args.threads:
         meta_args += ["--threads", str(args.threads)]
     if args.nproc > 1:
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={args.nproc}",
-        ]
-        return subprocess.call([*cmd, "-m", "pipeline.train.meta", *meta_args])
+        from pipeline.train.launch import run_local
+
+        return run_local(args.nproc, ["-m", "pipeline.train.meta", *meta_args])
     from pipeline.train.meta import main as meta_main
 
     return meta_main(meta_args)

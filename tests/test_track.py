@@ -10,13 +10,15 @@ import pytest
 
 from pipeline.align import apply_affine
 from pipeline.config import from_mapping
-from pipeline.errors import ConfigError, IdentityError, SchemaError, StageError
+from pipeline.errors import ConfigError, FaceLostError, IdentityError, SchemaError, StageError
 from pipeline.identity import face_chip, face_descriptor
 from pipeline.landmarks import get_backend
 from pipeline.synthetic import Motion, astronaut, moving_portrait
 from pipeline.track import (
     IdentityHint,
     TrackConfig,
+    check_gaps,
+    describe_gap,
     hint_from_seed,
     iou,
     load_chunk,
@@ -186,6 +188,24 @@ def test_gap_at_shot_start_is_flagged(gap_track):
     )
     lm = merge_chunks([first, chunks[1]], cfg, (SIZE, SIZE))
     assert lm.gaps[0] == (0, 1)
+
+
+def test_flagged_gap_fails_the_shot_unless_passthrough(gap_track):
+    cfg, chunks = gap_track
+    lm = merge_chunks(chunks, cfg, (SIZE, SIZE))
+    with pytest.raises(FaceLostError, match=r"frames 16-23 \(8 frames\): no face was found") as e:
+        check_gaps(lm, cfg, "plate.mov")
+    assert "on_gap: passthrough" in str(e.value) and "0-15" in str(e.value)
+    check_gaps(lm, dataclasses.replace(cfg, on_gap="passthrough"), "plate.mov")
+    # The frame before the gap has its box on the right edge: the face left the frame there.
+    box = lm.box.copy()
+    box[15] = (SIZE * 0.6, 10, SIZE - 1, 60)
+    edge = dataclasses.replace(lm, box=box)
+    assert describe_gap(edge, (16, 23)).endswith(
+        "leaves the frame at the right edge after frame 15"
+    )
+    with pytest.raises(ConfigError, match="on_gap"):
+        from_mapping(TrackConfig, {"on_gap": "ignore"})
 
 
 def test_chunk_round_trip_and_schema(tmp_path, gap_track):

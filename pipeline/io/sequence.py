@@ -104,6 +104,7 @@ class _Probe:
     bit_depth: int
     fps: Fraction | None
     timecode: Any  # OpenEXR.TimeCode, DPX BCD fields, or None
+    layout: tuple[str, ...] | None = None  # EXR channel names, sorted
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,12 @@ class _Format:
     codec: str
     probe: Callable[[Path], _Probe]
     load: Callable[[Path, int], tuple[np.ndarray, Any]]
+    #: The channel names a loaded frame's header lists, for formats whose channels vary.
+    layout: Callable[[Any], tuple[str, ...]] | None = None
+
+
+def _exr_layout(header: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(sorted(ch.name for ch in header["channels"]))
 
 
 def _probe_exr(path: Path) -> _Probe:
@@ -120,7 +127,14 @@ def _probe_exr(path: Path) -> _Probe:
     width, height = exr.exr_size(header)
     fps = header.get("framesPerSecond")
     bits = exr.pixel_bits(path)
-    return _Probe(width, height, bits, Fraction(fps) if fps else None, header.get("timeCode"))
+    return _Probe(
+        width,
+        height,
+        bits,
+        Fraction(fps) if fps else None,
+        header.get("timeCode"),
+        _exr_layout(header),
+    )
 
 
 def _probe_image(path: Path) -> _Probe:
@@ -130,7 +144,7 @@ def _probe_image(path: Path) -> _Probe:
 
 #: Sequence suffix → frame format. Add a format by adding an entry.
 SEQUENCE_FORMATS: dict[str, _Format] = {
-    ".exr": _Format("exr", _probe_exr, exr.load_exr_rgb),
+    ".exr": _Format("exr", _probe_exr, exr.load_exr_rgb, _exr_layout),
     ".dpx": _Format("dpx", _probe_image, image.load_image_rgb),
     ".png": _Format("png", _probe_image, image.load_image_rgb),
     ".tif": _Format("tiff", _probe_image, image.load_image_rgb),
@@ -191,6 +205,7 @@ class SequenceReader(PlateReader):
         first = self._files[numbers[0]]
         probe = self._format.probe(first)
         check_pixels(first, probe.width, probe.height, max_pixels)
+        self._layout = probe.layout
         rate = parse_rate(probe.fps or fps or DEFAULT_SEQUENCE_FPS)
         self.info = PlateInfo(
             path=str(pattern),
@@ -211,14 +226,28 @@ class SequenceReader(PlateReader):
 
         Raises:
             MissingFramesError: ``frames`` reaches outside the sequence, or a file vanished.
-            DecodeError: a frame is corrupt, truncated, oversized or of another resolution.
+            DecodeError: a frame is corrupt, truncated, oversized, of another resolution, or
+                (EXR) carries other channels than the first frame read.
         """
         want = self._requested(frames)
         for number in want:
             path = self._files[number]
             if not path.exists():
                 raise MissingFramesError(str(self.info.path), [number])
-            arr, _ = self._format.load(path, self._max_pixels)
+            arr, meta = self._format.load(path, self._max_pixels)
+            if self._format.layout is not None:
+                names, layout = self._format.layout(meta), self._layout
+                if layout is not None and names != layout:
+                    extra = sorted(set(names) - set(layout))
+                    lacks = sorted(set(layout) - set(names))
+                    raise DecodeError(
+                        f"{path}: frame {number} has channels {', '.join(names)}; frame "
+                        f"{self.info.frames.first} has {', '.join(layout)}"
+                        + (f" (extra: {', '.join(extra)})" if extra else "")
+                        + (f" (missing: {', '.join(lacks)})" if lacks else "")
+                        + " — frames of different renders are mixed in one sequence",
+                        "re-export the plate so that every frame carries the same channels",
+                    )
             if arr.shape[:2] != (self.info.height, self.info.width):
                 raise DecodeError(
                     f"{path}: frame {number} is {arr.shape[1]}×{arr.shape[0]}, the sequence is "

@@ -6,8 +6,10 @@ the last frame's landmarks) reconstructs the last frame; D scores it with ``W_i 
 minimise reconstruction + adversarial + feature matching + embedding match; D minimises the hinge
 loss (and pulls W_i toward ê_i).
 
-Distributed: launched by ``torchrun`` (``python -m torch.distributed.run --nproc_per_node N -m
-pipeline.train.meta ...``), one process per GPU (NCCL) or per CPU slot (gloo). E+G and D are each
+Distributed: launched by ``torchrun``, one process per GPU (NCCL) or per CPU slot (gloo). On one
+machine ``likeness train-base --nproc N`` runs it through :mod:`pipeline.train.launch`, which
+keeps every listening socket on loopback; on a cluster, ``torchrun`` with the cluster's
+rendezvous. E+G and D are each
 wrapped in ``DistributedDataParallel``; rank r draws its episodes from ``(seed, step, r)``.
 Without torchrun's environment it runs as one process. On CUDA, forwards run under bf16
 autocast.
@@ -66,7 +68,12 @@ from pipeline.models.embedder import Embedder
 from pipeline.models.generator import Generator
 from pipeline.models.rasterize import rasterize
 from pipeline.models.warp import nearest_reference, warp_image
-from pipeline.train.checkpoint import load_checkpoint, restore_training, save_checkpoint
+from pipeline.train.checkpoint import (
+    load_checkpoint,
+    restore_training,
+    save_checkpoint,
+    sha256_file,
+)
 from pipeline.train.losses import build_perceptual
 from pipeline.train.objective import (
     LossWeights,
@@ -257,7 +264,7 @@ def sample_episodes(
         vi = int(rng.integers(len(videos)))
         v = videos[vi]
         pick = rng.choice(len(v.frames), size=k + 1, replace=False)
-        with np.load(v.landmarks) as npz:
+        with np.load(v.landmarks, allow_pickle=False) as npz:
             all_pts = npz["points"]
         imgs, pts = [], []
         for j in pick:
@@ -520,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", flush=True)
         return exc.exit_code
     if _dist_env()[0] == 0:
-        print(f"done {path}", flush=True)
+        print(f"done {path} sha256 {sha256_file(path)}", flush=True)
     return 0
 
 

@@ -21,6 +21,8 @@ import yaml
 
 from pipeline.errors import (
     DecodeError,
+    FaceLostError,
+    IdentityError,
     LikenessError,
     MissingFramesError,
     NoFaceError,
@@ -353,6 +355,68 @@ def grey_plate(folder: Path) -> Path:
     return _shot(folder)  # make_shot keeps the existing plate
 
 
+def _movie(folder: Path, frames: list[np.ndarray]) -> None:
+    """Write ``plates/sh010.mov`` from H×W×3 uint8 sRGB frames."""
+    from fractions import Fraction
+
+    from pipeline.frames import Timecode
+    from pipeline.io import ProResWriter
+
+    plate = folder / "plates" / "sh010.mov"
+    plate.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    with ProResWriter(
+        plate,
+        width=w,
+        height=h,
+        fps=Fraction(25),
+        codec="prores_422hq",
+        timecode=Timecode.parse("10:00:00:00", Fraction(25)),
+    ) as out:
+        for f in frames:
+            out.write(f.astype(np.float32) / 255.0)
+
+
+def _head(size: int = FACE_SIZE) -> np.ndarray:
+    from pipeline.synthetic import astronaut_head
+
+    return cv2.resize(astronaut_head(), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def two_faces(folder: Path) -> Path:
+    """Two faces of the same size side by side, and no ``plate.performer`` to choose one."""
+    head = _head()
+    pair = np.ascontiguousarray(np.concatenate([head, head[:, ::-1]], axis=1))
+    _movie(folder, [pair] * FRAMES)
+    return _shot(folder)
+
+
+def face_leaves_frame(folder: Path) -> Path:
+    """The face slides right and out of the frame: its last frames have no face."""
+    head = _head()
+    frames = []
+    for dx in (0, 20, 40, 60, FACE_SIZE, FACE_SIZE):
+        img = np.zeros_like(head)
+        if dx < FACE_SIZE:
+            img[:, dx:] = head[:, : FACE_SIZE - dx]
+        frames.append(img)
+    _movie(folder, frames)
+    return _shot(folder)
+
+
+def exr_extra_channels(folder: Path) -> Path:
+    """One frame of an EXR sequence carries a layer the others lack (frames of mixed renders)."""
+    from pipeline.io import write_exr
+
+    spec = _shot(folder)
+    rel = _exr_sequence(folder)
+    write_exr(
+        folder / "plates" / "seq" / "sh010.1003.exr",
+        {"": _frame(2), "matte": np.zeros((SIZE, SIZE, 3), np.float32)},
+    )
+    return _set_plate(spec, rel)
+
+
 def vfr_movie(folder: Path) -> Path:
     """An MP4 whose frames have irregular timestamps (variable frame rate)."""
     from fractions import Fraction
@@ -389,6 +453,7 @@ CASES: list[Case] = [
     Case("exr_truncated", exr_truncated, DecodeError, "sh010.1002.exr"),
     Case("exr_zero_byte_frame", exr_zero_byte_frame, DecodeError, "sh010.1003.exr"),
     Case("exr_mixed_resolution", exr_mixed_resolution, DecodeError, "sh010.1003.exr"),
+    Case("exr_extra_channels", exr_extra_channels, DecodeError, "extra: matte.B"),
     Case("exr_bomb_display_window", exr_bomb, DecodeError, "decompression bomb"),
     Case("png_bomb_header", png_bomb, DecodeError, "decompression bomb"),
     Case("png_zero_size_header", png_zero_size, DecodeError, "0×0"),
@@ -409,5 +474,7 @@ CASES: list[Case] = [
     Case("long_path_zero_byte_plate", long_path_missing_plate, DecodeError, "empty"),
     Case("non_utf8_plate_name", non_utf8_plate_name, DecodeError, "sh010_\\udcff"),
     Case("grey_plate_no_face", grey_plate, NoFaceError, "face"),
+    Case("two_faces_no_hint", two_faces, IdentityError, "2 faces of similar size"),
+    Case("face_leaves_frame", face_leaves_frame, FaceLostError, "leaves the frame at the right"),
     Case("variable_frame_rate", vfr_movie, DecodeError, "variable"),
 ]

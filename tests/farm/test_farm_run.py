@@ -141,3 +141,31 @@ def test_farm_task_runs_one_stage_chunk(luigid, tmp_path):
     assert sorted(run_counts(wd)) == ["sh010/ingest", "sh010/track_chunk.1005-1008"]
     p = likeness("worker", *common, "--stage", "paint", spec, stderr=-1)
     assert p.wait(60) == 2 and b"no 'paint' task" in p.stderr.read()
+
+
+def test_scheduler_and_workers_listen_on_loopback_only(tmp_path):
+    """`likeness scheduler` with its defaults, plus a worker: no socket open to the network."""
+    from farm.scheduler import wait_until_up
+    from tests import sockets
+    from tests.farm.conftest import free_port
+
+    port = free_port()
+    sched = likeness("scheduler", "--port", str(port), "--state-dir", str(tmp_path / "st"))
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", proc=sched)
+        specs = [str(s) for s in make_shots(tmp_path / "shots", 1, frames=4, size=160)]
+        url = f"http://127.0.0.1:{port}"
+        worker = likeness(
+            "worker", *specs, "--scheduler-url", url, "--workdir", str(tmp_path / "w")
+        )
+        seen: set[tuple[str, int]] = set()
+        deadline = time.time() + 240
+        while worker.poll() is None and time.time() < deadline:
+            seen |= sockets.listening(sched.pid) | sockets.listening(worker.pid)
+            time.sleep(0.2)
+        assert worker.wait(10) == 0
+    finally:
+        sched.send_signal(signal.SIGINT)
+        sched.wait(20)
+    assert any(p == port for _, p in seen), f"luigid was not seen listening on {port}: {seen}"
+    assert all(sockets.is_loopback(a) for a, _ in seen), seen

@@ -11,7 +11,7 @@ import yaml
 from pipeline.io import read_exr
 from pipeline.status import workdir_status
 from tasks.cli import main
-from tests.tasks.conftest import make_shot
+from tests.tasks.conftest import TEST_PROFILE, make_shot
 
 PROVENANCE = (
     "likeness:synthetic",
@@ -108,7 +108,9 @@ def test_untracked_frames_pass_through_untouched(tmp_path):
     from pipeline.synthetic import Motion, astronaut_head, moving_portrait
 
     folder = tmp_path / "shot"
-    spec = make_shot(folder)
+    # The profile opts in to passing untracked frames through (the default fails the shot).
+    track = {**TEST_PROFILE["track"], "on_gap": "passthrough"}
+    spec = make_shot(folder, profile={**TEST_PROFILE, "track": track})
     # replace the plate: frames 1003-1004 show a grey card instead of the face
     clip, _ = moving_portrait(
         8, (160, 160), Motion(tx=2, ty=1, rot_deg=2), portrait=astronaut_head()

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -29,6 +30,7 @@ from pipeline.train.meta import (
     sample_episodes,
     train_base,
 )
+from tests import sockets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,15 +115,23 @@ def _launch(args: list[str]) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def test_torchrun_two_processes_gloo(corpus, tiny_profile, tmp_path) -> None:
+def test_torchrun_two_processes_gloo_listening_on_loopback_only(
+    corpus, tiny_profile, tmp_path
+) -> None:
     cfg = _config(tmp_path, tiny_profile, steps=3, checkpoint_every=2)
     proc = _launch([
-        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "pipeline.train.launch", "--nproc", "2",
         "-m", "pipeline.train.meta", str(corpus), "--out", str(tmp_path / "ddp"),
         "--config", str(cfg), "--threads", "1",
     ])  # fmt: skip
+    seen: set[tuple[str, int]] = set()
+    while proc.poll() is None:  # the rendezvous store and gloo's pairs, while they exist
+        seen |= sockets.listening(proc.pid)
+        time.sleep(0.05)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
+    assert len(seen) >= 2, f"expected the store and gloo listening, saw {seen}"
+    assert all(sockets.is_loopback(a) for a, _ in seen), seen
     assert "done" in out
     blob = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
     assert blob["step"] == 3 and blob["extra"]["world_size"] == 2
