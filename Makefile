@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKDIR ?= demo_work
 
-.PHONY: demo test soak lint bench clean-demo
+.PHONY: demo test soak lint bench clean-demo farm-tools
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# Optional Debian packages for the tests that drive real farm tools: a one-node Slurm cluster
+# (slurm-wlm) and headless chromium on the luigid visualiser. Without them those tests skip.
+farm-tools:
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm chromium \
+	  || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm chromium)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

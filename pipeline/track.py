@@ -332,6 +332,13 @@ class _Tracker:
         if followed is not None and not scheduled:
             self.since_kf += 1
             return self._keep(followed), False
+        near = getattr(self.backend, "detect_near", None)
+        if followed is not None and near is not None:
+            # A scheduled keyframe on a held face: look near it first (cheap on large frames).
+            chosen = self.continue_with(near(image, followed.box))
+            if chosen is not None:
+                self.anchor(image, chosen)
+                return self._keep(chosen), True
         dets = self.backend.detect(image)
         chosen = self.continue_with(dets) if followed is not None else None
         if chosen is None and followed is None:

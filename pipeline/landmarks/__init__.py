@@ -40,7 +40,12 @@ class Detection:
 
 
 class LandmarkBackend(Protocol):
-    """What every landmark backend provides."""
+    """What every landmark backend provides.
+
+    A backend may also offer ``detect_near(image, box) -> list[Detection]``: faces in the
+    neighbourhood of ``box`` only, cheaper than :meth:`detect` on large frames. The tracker uses
+    it on scheduled keyframes while it still holds the face, and falls back to :meth:`detect`.
+    """
 
     name: str
 

@@ -46,6 +46,26 @@ def test_dlib_detect_and_fit():
     np.testing.assert_allclose(small[0].points, d.points, atol=4.0)
 
 
+def test_dlib_detect_near_finds_the_held_face_only():
+    import cv2
+
+    # A 1080p-like frame: the astronaut's face about 350 px wide, as on a close-up.
+    big = cv2.resize(astronaut(), (2048, 2048), interpolation=cv2.INTER_CUBIC)[:1080, :1920]
+    dlib = get_backend("dlib")
+    full = dlib.detect(big)
+    assert len(full) == 1
+    shifted = tuple(v + 20 for v in full[0].box)  # the box the tracker predicted
+    near = dlib.detect_near(big, shifted)
+    assert len(near) == 1
+    # The face is found on a ~120-px view, landmarks are fitted at full resolution.
+    np.testing.assert_allclose(
+        near[0].box, full[0].box, atol=0.1 * (full[0].box[2] - full[0].box[0])
+    )
+    assert np.abs(near[0].points - full[0].points).mean() < 3.0
+    assert 0.5 < near[0].confidence <= 1.0
+    assert dlib.detect_near(big, (1500, 700, 1800, 1000)) == []  # nothing near there
+
+
 def test_dlib_no_face_and_bad_image():
     assert get_backend("dlib").detect(np.full((128, 128, 3), 127, np.uint8)) == []
     with pytest.raises(ValueError, match="uint8"):
