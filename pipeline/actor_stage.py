@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import atomic_dir
+from pipeline.atomic import atomic_dir, sweep_temporaries
 from pipeline.errors import ConfigError
 from pipeline.references import REFS_FILE, load_references
 from pipeline.train.finetune import CHECKPOINT_NAME, FinetuneConfig
@@ -101,6 +101,10 @@ def run_finetune(
     refs = load_references(refs_dir / REFS_FILE)
     pairs = [(c.astype(np.float32) / 255.0, p) for c, p in zip(refs.crops, refs.points)]
     work = work_dir_for(out_dir)
+    if not work.exists() and (out_dir / CHECKPOINT_NAME).is_file():
+        # A run killed after training, before the stage's manifest: resume from its checkpoint.
+        os.replace(out_dir, work)
+    sweep_temporaries(work)  # a checkpoint cut off mid-write must not travel into the stage
     base = str(Path(cfg.base_checkpoint).expanduser()) if cfg.base_checkpoint else None
     result = finetune(
         pairs,

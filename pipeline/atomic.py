@@ -47,7 +47,10 @@ def _syncfs(path: Path) -> None:
 
 
 class DiskFullError(LikenessError):
-    """The disk filled while writing an output. Nothing partial was left at the final path."""
+    """The disk filled (or a quota or file-size limit was hit) while writing an output.
+
+    Nothing partial was left at the final path, and the temporary was removed.
+    """
 
 
 def _tmp_sibling(final: Path) -> Path:
@@ -67,12 +70,52 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _reraise_os(exc: OSError, final: Path) -> None:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+#: A write ran out of room: the device is full, a quota or a file-size limit (EFBIG) was hit.
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_FULL_TEXTS = tuple(os.strerror(e) for e in _FULL_ERRNOS)
+
+
+def _out_of_room(exc: BaseException, folder: Path) -> str | None:
+    """Why a failed write ran out of room, or ``None`` when it did not.
+
+    Writers report a full disk in three ways: an ``OSError`` with ``ENOSPC`` somewhere in the
+    exception chain (Python, numpy, PyAV), the C library's text in another exception's message
+    (OpenEXR raises ``RuntimeError("... No space left on device.")``), or nothing useful at all
+    (``torch.save`` says ``unexpected pos``, ``cv2.imwrite`` returns False). For the last, the
+    volume is asked: no free block left means the disk filled. Call this before the temporary
+    is removed, while it still holds the space.
+    """
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
+            return os.strerror(e.errno)
+        text = next((t for t in _FULL_TEXTS if t in str(e)), None)
+        if text is not None:
+            return text
+        e = e.__cause__ or e.__context__
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return os.strerror(errno.ENOSPC) if st.f_bavail == 0 else None
+
+
+def _raise_if_full(exc: BaseException, final: Path, folder: Path) -> None:
+    """Raise :class:`DiskFullError` from ``exc`` when the write failed for want of room.
+
+    A :class:`DiskFullError` from a file inside an :func:`atomic_dir` is raised again naming
+    the directory's final path, not the file's temporary one.
+    """
+    if not isinstance(exc, Exception):
+        return
+    why = _out_of_room(exc, folder)
+    if why is not None:
         raise DiskFullError(
-            f"no space left on device while writing {final}",
-            "free space on that volume or point --workdir at a larger one, then rerun: "
-            "completed stages are kept",
+            f"disk full while writing {final}: {why}",
+            "free space on that volume (or raise its quota or file-size limit), or point "
+            "--workdir at a larger one, then rerun: completed stages are kept",
         ) from exc
 
 
@@ -104,12 +147,11 @@ def atomic_path(final: str | os.PathLike[str], *, suffix: str | None = None) -> 
         os.replace(tmp, final)
         if not batched:
             _fsync_dir(final.parent)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        _reraise_os(exc, final)
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        try:
+            _raise_if_full(exc, final, final.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -169,12 +211,11 @@ def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
         _fsync_dir(final.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _reraise_os(exc, final)
-        raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        try:
+            _raise_if_full(exc, final, final.parent)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -195,8 +236,10 @@ def sweep_temporaries(root: str | os.PathLike[str], name: str | None = None) -> 
     root = Path(root)
     if not root.exists():
         return removed
-    pattern = f".{name}{TMP_MARK}*" if name else f".*{TMP_MARK}*"
-    found = root.glob(pattern) if name else root.rglob(pattern)
+    if name:  # its temporaries, and a replaced copy a killed atomic_dir had moved aside
+        found = [*root.glob(f".{name}{TMP_MARK}*"), *root.glob(f".{name}.old{TMP_MARK}*")]
+    else:
+        found = list(root.rglob(f".*{TMP_MARK}*"))
     for p in sorted(found, key=lambda q: len(q.parts), reverse=True):
         if not is_temporary(p) or not p.exists():
             continue

@@ -721,7 +721,9 @@ def _run(
             sha = save(step, elapsed_before + time.monotonic() - start)
             log.info("checkpoint at step %d", step)
     elapsed = elapsed_before + time.monotonic() - start
-    if held and (not best or best["step"] != step) and step % cfg.eval_every != 0:
+    # A run resumed from its own final checkpoint has scored this step already.
+    scored = history.get("holdout_step", [])[-1:] == [step]
+    if held and (not best or best["step"] != step) and step % cfg.eval_every != 0 and not scored:
         consider(step)
     if best:
         g.load_state_dict(best["generator"])

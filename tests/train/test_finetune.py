@@ -220,3 +220,22 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(
             torch.testing.assert_close(sb[i]["exp_avg"], sa[i]["exp_avg"], rtol=0, atol=0)
     assert a["extra"]["history"] == b["extra"]["history"]
     torch.testing.assert_close(a["rng"]["torch"], b["rng"]["torch"], rtol=0, atol=0)
+
+
+def test_resuming_from_the_final_checkpoint_changes_nothing(
+    astronaut_refs, tiny_profile, tmp_path
+) -> None:
+    """A stage killed after training, before its manifest, reruns from the final checkpoint."""
+    # A learning rate high enough that early stopping keeps an earlier step than the last.
+    cfg = _cfg(tiny_profile, steps=5, eval_every=2, holdout=1, lr_g=1e-2, lr_psi=1e-2)
+    first = finetune(astronaut_refs, cfg, tmp_path / "ft")
+    assert first.best_step != 5 and first.losses["holdout_step"][-1] == 5
+    curves, a = first.curves_json.read_bytes(), load_checkpoint(first.checkpoint)
+    again = finetune(astronaut_refs, cfg, tmp_path / "ft")
+    assert again.resumed_from == 5 and again.step == 5 and again.best_step == first.best_step
+    assert again.losses == first.losses and again.curves_json.read_bytes() == curves
+    assert again.final_loss == first.final_loss
+    b = load_checkpoint(again.checkpoint)
+    assert a["extra"]["history"] == b["extra"]["history"]
+    for key, value in a["model"]["generator"].items():
+        torch.testing.assert_close(b["model"]["generator"][key], value, rtol=0, atol=0)
