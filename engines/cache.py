@@ -183,10 +183,18 @@ class CachedEngine:
             cfg: options for the backend (``intra_op_threads``); defaults apply when ``None``.
 
         Raises:
-            EngineBuildError: the plan changed on disk since it was verified.
+            EngineBuildError: the plan or its ``meta.json`` changed on disk (or vanished) since
+                it was verified.
         """
-        meta = json.loads((self.plan_path.parent / META_NAME).read_text())
-        if sha256_file(self.plan_path) != meta.get("plan_sha256"):
+        try:
+            meta = json.loads((self.plan_path.parent / META_NAME).read_text())
+            digest = sha256_file(self.plan_path)
+        except (OSError, ValueError) as exc:
+            raise EngineBuildError(
+                f"engine cache entry {self.plan_path.parent} is unreadable: {exc}",
+                "run build_engine_for_node again; it rebuilds corrupt entries",
+            ) from exc
+        if not isinstance(meta, dict) or digest != meta.get("plan_sha256"):
             raise EngineBuildError(
                 f"engine plan {self.plan_path} does not match its recorded SHA-256",
                 "run build_engine_for_node again; it rebuilds corrupt entries",

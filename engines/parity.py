@@ -19,6 +19,7 @@ import numpy as np
 from engines.base import DEFAULT_PARITY_DB, Engine, to_numpy
 from pipeline.atomic import atomic_path
 from pipeline.errors import EngineBuildError, EngineParityError
+from pipeline.npz import read_npz
 
 #: Schema tag stored in golden ``.npz`` files.
 GOLDEN_SCHEMA = "likeness.golden/1"
@@ -139,18 +140,23 @@ def load_golden(
     Raises:
         EngineBuildError: missing, unreadable, or not a golden file.
     """
-    try:
-        with np.load(os.fspath(path), allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise EngineBuildError(
-            f"cannot read golden frames {path}: {exc}",
-            "re-export the model with engines.export.export_generator, which writes them",
-        ) from exc
+    fix = "re-export the model with engines.export.export_generator, which writes them"
+    data = read_npz(os.fspath(path), EngineBuildError, "golden frames file", fix)
     if str(data.get("schema", "")) != GOLDEN_SCHEMA:
-        raise EngineBuildError(f"{path} is not a {GOLDEN_SCHEMA} file")
+        raise EngineBuildError(f"{path} is not a {GOLDEN_SCHEMA} file", fix)
     ins = {k[len(_INPUT_PREFIX) :]: v for k, v in data.items() if k.startswith(_INPUT_PREFIX)}
     outs = {k[len(_OUTPUT_PREFIX) :]: v for k, v in data.items() if k.startswith(_OUTPUT_PREFIX)}
+    bad = [
+        f"{k} {v.dtype}"
+        for k, v in data.items()
+        if k.startswith((_INPUT_PREFIX, _OUTPUT_PREFIX)) and v.dtype.kind != "f"
+    ]
+    if not ins or not outs or bad:
+        raise EngineBuildError(
+            f"{path}: malformed golden frames: {len(ins)} input(s), {len(outs)} output(s)"
+            + (f", not float: {', '.join(bad)}" if bad else ""),
+            fix,
+        )
     return ins, outs
 
 

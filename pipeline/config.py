@@ -73,7 +73,8 @@ def read_yaml(path: Path, error_cls: type[ConfigError] = ConfigError) -> Any:
             )
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    # A timestamp that matches YAML's pattern but is no date (2026-02-30) fails in datetime.
+    except (yaml.YAMLError, ValueError) as exc:
         raise error_cls([f"{path}: YAML error: {exc}"]) from exc
 
 

@@ -10,6 +10,11 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+#: Most frames one plate or shot may hold: 11.5 hours at 24 fps. A header, a spec or a stray
+#: file number that claims more is a mistake or damage, and planning or checking that many
+#: frames would not end.
+MAX_PLATE_FRAMES = 1_000_000
+
 _RANGE = re.compile(r"^\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?$")
 _TC = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})([:;.])(\d{2,3})$")
 
@@ -69,17 +74,26 @@ def parse_rate(value: str | float | Fraction) -> Fraction:
     """A frame rate as an exact fraction: ``24``, ``"23.976"``, ``"24000/1001"``, 29.97 …
 
     Common NTSC rates given as decimals map to their exact ``N*1000/1001`` fractions.
+
+    Raises:
+        ValueError: not a number, not finite, or not positive.
     """
-    if isinstance(value, Fraction):
-        rate = value
-    elif isinstance(value, str) and "/" in value:
-        num, den = value.split("/", 1)
-        rate = Fraction(int(num), int(den))
-    else:
-        rate = Fraction(str(value)).limit_denominator(1001)
+    try:
+        if isinstance(value, Fraction):
+            rate = value
+        elif isinstance(value, str) and "/" in value:
+            num, den = value.split("/", 1)
+            rate = Fraction(int(num), int(den))
+        else:
+            # Through float, not Fraction(str): Fraction("1e999999999") builds a billion-digit
+            # integer. Denominators up to 1001 lie far apart next to a float's rounding error.
+            rate = Fraction(float(value)).limit_denominator(1001)
+        approx = float(rate)
+    except (ZeroDivisionError, OverflowError) as exc:  # "24/0", "1e400", inf
+        raise ValueError(f"frame rate {value!r} is not a finite number") from exc
     for base in (24, 30, 48, 60, 120):
         ntsc = Fraction(base * 1000, 1001)
-        if rate != ntsc and abs(float(rate) - float(ntsc)) < 0.0015:
+        if rate != ntsc and abs(approx - float(ntsc)) < 0.0015:
             return ntsc
     if rate <= 0:
         raise ValueError(f"frame rate must be positive, got {value!r}")

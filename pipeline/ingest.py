@@ -103,23 +103,46 @@ def load_cached_plate(folder: str | Path) -> CachedPlate:
         meta = json.loads((folder / "plate.json").read_text())
     except (OSError, ValueError) as exc:
         raise DecodeError(
-            f"no readable plate.json in {folder}", "rerun the ingest stage for this shot"
+            f"cannot read {folder / 'plate.json'}: {exc}", "rerun the ingest stage for this shot"
         ) from exc
-    if meta.get("schema") != PLATE_SCHEMA:
+    schema = meta.get("schema") if isinstance(meta, dict) else type(meta).__name__
+    if schema != PLATE_SCHEMA:
         raise DecodeError(
-            f"{folder}/plate.json has schema {meta.get('schema')!r}, expected {PLATE_SCHEMA}"
+            f"{folder}/plate.json has schema {schema!r}, expected {PLATE_SCHEMA}",
+            "rerun the ingest stage for this shot",
         )
-    return CachedPlate(
-        folder=folder,
-        width=int(meta["width"]),
-        height=int(meta["height"]),
-        frames=FrameRange.parse(meta["frames"]),
-        fps=parse_rate(meta["fps"]),
-        timecode=meta["timecode"],
-        source=meta["source"],
-        source_colorspace=meta["source_colorspace"],
-        working_space=meta["working_space"],
-    )
+    try:
+        plate = CachedPlate(
+            folder=folder,
+            width=_field(meta, "width", int),
+            height=_field(meta, "height", int),
+            frames=FrameRange.parse(_field(meta, "frames", str)),
+            fps=parse_rate(_field(meta, "fps", str)),
+            timecode=_field(meta, "timecode", (str, type(None))),
+            source=_field(meta, "source", str),
+            source_colorspace=_field(meta, "source_colorspace", str),
+            working_space=_field(meta, "working_space", str),
+        )
+        plate.timecode_at(plate.frames.first)
+    except (KeyError, TypeError, ValueError) as exc:
+        what = f"lacks the key {exc}" if isinstance(exc, KeyError) else f"is malformed: {exc}"
+        raise DecodeError(
+            f"{folder}/plate.json {what}", "rerun the ingest stage for this shot"
+        ) from exc
+    return plate
+
+
+def _field(meta: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    """``meta[key]``, checked to be of ``kind`` (bool is not an int here).
+
+    Raises:
+        KeyError: the key is missing.
+        TypeError: the value is of another type.
+    """
+    value = meta[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise TypeError(f"{key} is {type(value).__name__} {value!r}")
+    return value
 
 
 def read_cached_frame(plate: CachedPlate, frame: int) -> np.ndarray:

@@ -8,6 +8,7 @@ error naming the file, never silently dropped.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from pipeline.atomic import atomic_dir, atomic_path, write_npz
 from pipeline.errors import DecodeError, NoFaceError, SchemaError
+from pipeline.npz import read_npz
 from pipeline.shotspec import MOVIE_SUFFIXES
 
 REFS_SCHEMA = "likeness.refs/1"
@@ -79,7 +81,17 @@ def load_still(path: Path, max_pixels: int) -> np.ndarray:
             im.load()
             rgb = im.convert("RGB")
             arr = np.asarray(rgb, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    # Pillow reports some damaged files as SyntaxError ("broken PNG file"), EOFError or
+    # struct.error rather than OSError.
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        struct.error,
+        Image.DecompressionBombError,
+    ) as exc:
         raise DecodeError(
             f"reference {path} is not a readable image ({type(exc).__name__}: {exc})",
             "give JPEG, PNG or TIFF stills, or movie clips, in actor.references",
@@ -171,21 +183,35 @@ def load_references(path: Path) -> References:
     """Read ``refs.npz`` without unpickling anything.
 
     Raises:
-        SchemaError: unreadable file or unknown schema.
+        SchemaError: unreadable or damaged file, unknown schema, missing arrays, or arrays of
+            the wrong type or shape.
     """
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            schema = str(z["schema"])
-            if schema != REFS_SCHEMA:
-                raise SchemaError(
-                    f"{path}: schema {schema!r}, expected {REFS_SCHEMA}",
-                    "rerun the references stage",
-                )
-            return References(z["crops"], z["points"], tuple(str(s) for s in z["sources"]))
-    except (OSError, KeyError, ValueError) as exc:
+    fix = "rerun the references stage"
+    z = read_npz(path, SchemaError, "references file", fix)
+    schema = str(z.get("schema"))
+    if schema != REFS_SCHEMA:
+        raise SchemaError(f"{path}: schema {schema!r}, expected {REFS_SCHEMA}", fix)
+    missing = sorted({"crops", "points", "sources"} - set(z))
+    if missing:
+        raise SchemaError(f"{path} ({REFS_SCHEMA}) lacks {missing}", fix)
+    crops, points, sources = z["crops"], z["points"], z["sources"]
+    k = len(sources) if sources.ndim == 1 and sources.dtype.kind == "U" else -1
+    if (
+        crops.dtype != np.uint8
+        or crops.shape[:1] != (k,)
+        or crops.ndim != 4
+        or crops.shape[1] != crops.shape[2]
+        or crops.shape[3] != 3
+        or points.shape != (k, 68, 2)
+        or points.dtype.kind != "f"
+    ):
         raise SchemaError(
-            f"{path} is not a readable references file: {exc}", "rerun the references stage"
-        ) from exc
+            f"{path}: malformed references: crops {crops.dtype} {crops.shape}, points "
+            f"{points.dtype} {points.shape}, sources {sources.dtype} {sources.shape} (want K×S×S×3 "
+            "uint8, K×68×2 float, K strings)",
+            fix,
+        )
+    return References(crops, points, tuple(str(s) for s in sources))
 
 
 def run_references(

@@ -34,7 +34,7 @@ from typing import Literal
 
 from pipeline.config import from_mapping, read_yaml
 from pipeline.errors import ShotSpecError
-from pipeline.frames import FrameRange
+from pipeline.frames import MAX_PLATE_FRAMES, FrameRange
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".exr", ".dpx", ".bmp", ".webp"}
@@ -225,6 +225,12 @@ def load_shot(path: str | os.PathLike[str], *, check_files: bool = True) -> Shot
             frames = FrameRange.parse(raw.plate.frames)
         except ValueError as exc:
             problems.append(f"{src}: plate.frames: {exc}")
+        else:
+            if len(frames) > MAX_PLATE_FRAMES:
+                problems.append(
+                    f"{src}: plate.frames: {frames} is {len(frames)} frames, over the limit of "
+                    f"{MAX_PLATE_FRAMES} per shot"
+                )
     if not raw.actor.references:
         problems.append(f"{src}: actor.references: at least one reference image or clip is needed")
     plate_path = _resolve(base, raw.plate.path)

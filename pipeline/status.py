@@ -22,7 +22,34 @@ def _chain_order(item: tuple[str, dict[str, Any]]) -> tuple[int, str]:
 
     order = {sd.name: i for i, sd in enumerate(STAGES)}
     task, st = item
-    return order.get(st.get("stage", ""), len(order)), task
+    return order.get(str(st.get("stage", "")), len(order)), task
+
+
+def _number(value: Any) -> float:
+    """A JSON number as a float; 0 for anything else (records are written by other processes)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _plan_stages(plan: dict[str, Any], vdir: Path) -> list[tuple[str, Path, str, str]]:
+    """``(task, folder, key, config digest)`` of every stage of a plan, in chain order.
+
+    Raises:
+        ValueError: the plan is damaged.
+    """
+    stages = plan.get("stages", {})
+    if not isinstance(stages, dict) or not all(isinstance(st, dict) for st in stages.values()):
+        raise ValueError("the plan's stages are not a mapping of stage records")
+    out = []
+    for task, st in sorted(stages.items(), key=_chain_order):
+        try:
+            if st["stage"] == "deliver":
+                folder, key = vdir, plan["delivery_key"]
+            else:
+                folder, key = Path(st["folder"]), st["key"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"stage {task} of the plan is damaged: {exc!r}") from exc
+        out.append((task, folder, str(key), str(st.get("config_digest", ""))))
+    return out
 
 
 def _stage_state(
@@ -33,7 +60,7 @@ def _stage_state(
         m = read_manifest(folder) or {}
         info.update(
             state="done",
-            seconds=round(m.get("finished", 0) - m.get("started", 0), 2),
+            seconds=round(_number(m.get("finished")) - _number(m.get("started")), 2),
             frames=m.get("frame_range"),
         )
         return info
@@ -43,12 +70,14 @@ def _stage_state(
             rec = json.loads(p.read_text())
         except (OSError, ValueError):
             continue
+        if not isinstance(rec, dict):
+            rec = {}
         info["state"] = kind
         if kind == "failed":
-            info["error"] = rec.get("error", "")
+            info["error"] = str(rec.get("error", ""))
         else:
             info["since"] = rec.get("time")
-            if time.time() - float(rec.get("time", 0)) > STALE_RUNNING_S:
+            if time.time() - _number(rec.get("time")) > STALE_RUNNING_S:
                 info["state"] = "stale"
         return info
     info["state"] = "pending"
@@ -59,22 +88,19 @@ def shot_status(wd: Workdir, shot: str) -> dict[str, Any]:
     """Status of every version of one shot."""
     versions: dict[str, Any] = {}
     for v in wd.versions(shot):
+        vdir = wd.version_dir(shot, v)
         try:
             plan = wd.read_plan(shot, v)
+            plan_stages = _plan_stages(plan, vdir)
         except (OSError, ValueError):
             continue
         stages: dict[str, Any] = {}
-        vdir = wd.version_dir(shot, v)
-        for task, st in sorted(plan.get("stages", {}).items(), key=_chain_order):
-            if st["stage"] == "deliver":
-                folder, key = vdir, plan["delivery_key"]
-            else:
-                folder, key = Path(st["folder"]), st["key"]
-            stages[task] = _stage_state(wd, shot, task, folder, key, st.get("config_digest", ""))
+        for task, folder, key, cdig in plan_stages:
+            stages[task] = _stage_state(wd, shot, task, folder, key, cdig)
         outputs: dict[str, Any] = {"exr": None, "review": None}
         m = read_manifest(vdir) if (vdir / MANIFEST).is_file() else None
         if m:
-            extra = m.get("extra", {})
+            extra = m.get("extra") if isinstance(m.get("extra"), dict) else {}
             outputs["exr"] = extra.get("exr")
             outputs["review"] = extra.get("review")
             if extra.get("qc"):

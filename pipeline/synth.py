@@ -21,6 +21,7 @@ from pipeline.atomic import atomic_dir, write_npz
 from pipeline.errors import SchemaError
 from pipeline.frames import FrameRange
 from pipeline.landmarks.sidecar import Landmarks
+from pipeline.npz import read_npz
 
 FACES_SCHEMA = "likeness.faces/1"
 FACES_FILE = "faces.npz"
@@ -155,17 +156,40 @@ def load_faces(path: Path) -> Faces:
     """Read ``faces.npz`` without unpickling.
 
     Raises:
-        SchemaError: unreadable file or unknown schema.
+        SchemaError: unreadable or damaged file, unknown schema, missing arrays, or arrays of
+            the wrong type or shape.
     """
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["schema"]) != FACES_SCHEMA:
-                raise SchemaError(f"{path}: schema {str(z['schema'])!r}, expected {FACES_SCHEMA}")
-            return Faces(z["frames"], z["faces"], z["points"], z["inverse"], z["valid"])
-    except (OSError, KeyError, ValueError) as exc:
+    fix = "rerun that synthesis chunk"
+    z = read_npz(path, SchemaError, "faces file", fix)
+    schema = str(z.get("schema"))
+    if schema != FACES_SCHEMA:
+        raise SchemaError(f"{path}: schema {schema!r}, expected {FACES_SCHEMA}", fix)
+    names = ("frames", "faces", "points", "inverse", "valid")
+    missing = sorted(set(names) - set(z))
+    if missing:
+        raise SchemaError(f"{path} ({FACES_SCHEMA}) lacks {missing}", fix)
+    frames, faces, points, inverse, valid = (z[k] for k in names)
+    n = len(frames) if frames.ndim == 1 else -1
+    if (
+        frames.dtype.kind not in "iu"
+        or faces.ndim != 4
+        or faces.shape[0] != n
+        or faces.shape[3] != 3
+        or faces.dtype.kind != "f"
+        or points.shape != (n, 68, 2)
+        or points.dtype.kind != "f"
+        or inverse.shape != (n, 2, 3)
+        or inverse.dtype.kind != "f"
+        or valid.shape != (n,)
+        or valid.dtype != bool
+    ):
         raise SchemaError(
-            f"{path} is not a readable faces file: {exc}", "rerun that synthesis chunk"
-        ) from exc
+            f"{path}: malformed faces: "
+            + ", ".join(f"{k} {z[k].dtype} {z[k].shape}" for k in names)
+            + " (want N int, N×S×S×3, N×68×2, N×2×3 float, N bool)",
+            fix,
+        )
+    return Faces(frames, faces, points, inverse, valid)
 
 
 def open_engine(export_dir: Path, engine_cfg: Any, actor: Any) -> Any:

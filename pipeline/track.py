@@ -22,10 +22,10 @@ Inside a chunk (:func:`track_chunk`):
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -36,6 +36,7 @@ from pipeline.errors import FaceLostError, IdentityError, NoFaceError, SchemaErr
 from pipeline.identity import chip_descriptor, descriptor_distance, face_chip, face_descriptor
 from pipeline.landmarks import Box, Detection, LandmarkBackend, get_backend
 from pipeline.landmarks.sidecar import Landmarks
+from pipeline.npz import read_npz
 from pipeline.smooth import SmoothConfig, smooth_track
 
 CHUNK_SCHEMA = "likeness.track-chunk/1"
@@ -460,28 +461,68 @@ def load_chunk(path: str | os.PathLike[str]) -> ChunkTrack:
     Raises:
         SchemaError: unreadable file or another schema.
     """
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise SchemaError(f"cannot read track chunk {path}: {exc}", "rerun that chunk") from exc
+    hint = "rerun that chunk"
+    a = read_npz(path, SchemaError, "track chunk", hint)
     schema = str(a.get("schema", ""))
     if schema != CHUNK_SCHEMA:
-        raise SchemaError(
-            f"{path} has schema {schema!r}, expected {CHUNK_SCHEMA!r}", "rerun that chunk"
-        )
-    return ChunkTrack(
-        frames=a["frames"].astype(np.int64),
-        points=a["points"].astype(np.float32),
-        confidence=a["confidence"].astype(np.float32),
-        box=a["box"].astype(np.float32),
-        keyframe=a["keyframe"].astype(bool),
-        cut=a["cut"].astype(bool),
-        descriptor=a["descriptor"].astype(np.float32),
-        face_chip=a["face_chip"].astype(np.uint8),
-        image_size=(int(a["image_size"][0]), int(a["image_size"][1])),
-        backend=str(a["backend"]),
-    )
+        raise SchemaError(f"{path} has schema {schema!r}, expected {CHUNK_SCHEMA!r}", hint)
+    missing = sorted(set(_CHUNK_CONVERT) - set(a))
+    if missing:
+        raise SchemaError(f"{path} ({CHUNK_SCHEMA}) lacks {missing}", hint)
+    values: dict[str, Any] = {}
+    for name, convert in _CHUNK_CONVERT.items():
+        arr = a[name]
+        try:
+            if name != "backend" and arr.dtype.kind not in "biuf":
+                raise TypeError("expected numbers")
+            values[name] = convert(arr)
+        except (TypeError, ValueError, IndexError, OverflowError) as exc:
+            raise SchemaError(
+                f"{path}: {name} ({arr.dtype} {arr.shape}) is malformed: {exc}", hint
+            ) from exc
+    n = len(values["frames"])
+    for name in ("points", "confidence", "box", "keyframe", "cut"):
+        if len(values[name]) != n:
+            raise SchemaError(f"{path}: {name} has {len(values[name])} rows for {n} frames", hint)
+    if values["points"].shape[1:] != (68, 2) or values["box"].shape[1:] != (4,):
+        raise SchemaError(f"{path}: points must be N×68×2 and box N×4", hint)
+    chip = values["face_chip"]
+    if values["descriptor"].shape != (128,) or chip.ndim != 3 or chip.shape[2] != 3:
+        raise SchemaError(f"{path}: descriptor must be 128 values and face_chip H×W×3", hint)
+    return ChunkTrack(**values)
+
+
+def _chunk_frames(a: np.ndarray) -> np.ndarray:
+    if a.ndim != 1:
+        raise ValueError("expected one frame number per row")
+    return a.astype(np.int64)
+
+
+def _chunk_size(a: np.ndarray) -> tuple[int, int]:
+    if a.shape != (2,):
+        raise ValueError("expected (width, height)")
+    return int(a[0]), int(a[1])
+
+
+def _chunk_backend(a: np.ndarray) -> str:
+    if a.dtype.kind != "U" or a.ndim != 0:
+        raise TypeError("expected the backend's name")
+    return str(a)
+
+
+#: How each stored array of a chunk becomes a :class:`ChunkTrack` field.
+_CHUNK_CONVERT: dict[str, Callable[[np.ndarray], Any]] = {
+    "frames": _chunk_frames,
+    "points": lambda a: a.astype(np.float32),
+    "confidence": lambda a: a.astype(np.float32),
+    "box": lambda a: a.astype(np.float32),
+    "keyframe": lambda a: a.astype(bool),
+    "cut": lambda a: a.astype(bool),
+    "descriptor": lambda a: a.astype(np.float32),
+    "face_chip": lambda a: a.astype(np.uint8),
+    "image_size": _chunk_size,
+    "backend": _chunk_backend,
+}
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

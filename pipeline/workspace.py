@@ -103,13 +103,19 @@ class Workdir:
             cache = json.loads(cache_path.read_text())
         except (OSError, ValueError):
             cache = {}
+        if not isinstance(cache, dict):  # a damaged cache is rebuilt, never trusted
+            cache = {}
         h = hashlib.sha256()
         dirty = False
         for p in sorted(Path(x).resolve() for x in paths):
             st = p.stat()
             tag = f"{st.st_size}:{st.st_mtime_ns}"
             ent = cache.get(str(p))
-            if not ent or ent.get("tag") != tag:
+            if (
+                not isinstance(ent, dict)
+                or ent.get("tag") != tag
+                or not isinstance(ent.get("sha256"), str)
+            ):
                 ent = {"tag": tag, "sha256": sha256_file(p)}
                 cache[str(p)] = ent
                 dirty = True
@@ -126,7 +132,17 @@ class Workdir:
         return sorted(p.stem for p in d.glob("v[0-9][0-9][0-9]*.json") if p.stem[1:].isdigit())
 
     def read_plan(self, shot: str, version: str) -> dict[str, Any]:
-        return json.loads((self.shot_dir(shot) / f"{version}.json").read_text())
+        """The plan of a shot version.
+
+        Raises:
+            OSError: no such plan.
+            ValueError: the plan file is damaged (not a JSON mapping).
+        """
+        path = self.shot_dir(shot) / f"{version}.json"
+        plan = json.loads(path.read_text())
+        if not isinstance(plan, dict):
+            raise ValueError(f"{path} holds a JSON {type(plan).__name__}, not a plan mapping")
+        return plan
 
     def find_or_allocate_version(
         self, shot: str, delivery_key: str, plan: dict[str, Any], *, new: bool = False
@@ -238,11 +254,12 @@ def write_manifest(folder: Path, manifest: StageManifest) -> Path:
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The stage manifest in ``folder``; ``None`` when it is missing, unreadable or foreign."""
     try:
         data = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
-    return data if data.get("schema") == MANIFEST_SCHEMA else None
+    return data if isinstance(data, dict) and data.get("schema") == MANIFEST_SCHEMA else None
 
 
 def manifest_matches(
@@ -252,7 +269,10 @@ def manifest_matches(
     m = read_manifest(folder)
     if m is None or m.get("key") != key or m.get("config_digest") != config_digest:
         return False
-    for rel, sha in m.get("outputs", {}).items():
+    outputs = m.get("outputs", {})
+    if not isinstance(outputs, dict):
+        return False
+    for rel, sha in outputs.items():
         p = folder / rel
         if not p.is_file():
             return False

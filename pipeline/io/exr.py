@@ -199,10 +199,12 @@ def read_exr(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         with OpenEXR.File(str(path), separate_channels=True) as f:
             header = dict(f.header())
             channels = {name: np.array(ch.pixels) for name, ch in f.channels().items()}
-    except _EXR_ERRORS as exc:
+    except (*_EXR_ERRORS, ZeroDivisionError) as exc:
         raise DecodeError(
-            f"cannot read EXR {path}: {exc}", "the file is truncated or corrupt; re-render it"
+            f"cannot read EXR {path}: {type(exc).__name__}: {exc}",
+            "the file is truncated or corrupt; re-render it",
         ) from exc
+    _check_header(path, header, list(channels))
     return channels, header
 
 
@@ -215,11 +217,54 @@ def read_exr_header(path: Path) -> dict[str, Any]:
     check_file(path, "EXR")
     try:
         with OpenEXR.File(str(path), header_only=True) as f:
-            return dict(f.header())
-    except _EXR_ERRORS as exc:
+            header = dict(f.header())
+            # The binding decodes lazily: channel names are read as UTF-8 here.
+            names = [ch.name for ch in header.get("channels", [])]
+    # ZeroDivisionError: a framesPerSecond rational with a zero denominator.
+    except (*_EXR_ERRORS, ZeroDivisionError) as exc:
         raise DecodeError(
-            f"cannot read EXR header {path}: {exc}", "the file is corrupt; re-render it"
+            f"cannot read EXR header {path}: {type(exc).__name__}: {exc}",
+            "the file is corrupt; re-render it",
         ) from exc
+    _check_header(path, header, names)
+    return header
+
+
+#: Standard attributes whose type the readers rely on: name → (type, what it should be).
+_ATTRIBUTE_TYPES: dict[str, tuple[type, str]] = {
+    "framesPerSecond": (Fraction, "a rational"),
+    "timeCode": (OpenEXR.TimeCode, "a timecode"),
+}
+
+
+def _check_header(path: Path, header: dict[str, Any], names: list[str]) -> None:
+    """Refuse a header whose standard attributes have the wrong type or shape.
+
+    A file can store any attribute under any type, so ``framesPerSecond`` written as a string
+    or ``timeCode`` as an int is legal EXR that the readers would trip on later.
+
+    Raises:
+        DecodeError: a mistyped ``framesPerSecond`` or ``timeCode``, a window that is not two
+            corners, or no channels.
+    """
+    hint = "the file's header is damaged or was written by a broken tool; re-render it"
+    for name, (kind, what) in _ATTRIBUTE_TYPES.items():
+        value = header.get(name)
+        if value is not None and not isinstance(value, kind):
+            raise DecodeError(
+                f"{path}: header attribute {name} is {type(value).__name__}, not {what}", hint
+            )
+    for name in ("dataWindow", "displayWindow"):
+        try:
+            corners = np.asarray(header[name], dtype=np.int64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DecodeError(
+                f"{path}: header attribute {name} is missing or damaged", hint
+            ) from exc
+        if corners.shape != (2, 2):
+            raise DecodeError(f"{path}: header attribute {name} is not two corners", hint)
+    if not names:
+        raise DecodeError(f"{path} has no channels", hint)
 
 
 def pixel_bits(path: Path) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
@@ -60,6 +61,8 @@ def read_header(path: Path) -> ImageHeader:
             head = fh.read(2048)
             if path.suffix.lower() in (".tif", ".tiff"):
                 return _tiff_header(path, fh, head)
+            if head.startswith(b"\x89PNG\r\n\x1a\n"):
+                _check_png_chunks(path, fh, path.stat().st_size)
     except (OSError, struct.error) as exc:
         raise DecodeError(f"cannot read header of {path}: {exc}", _REEXPORT) from exc
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -73,6 +76,30 @@ def read_header(path: Path) -> ImageHeader:
 
 
 _REEXPORT = "the file is corrupt or mislabelled; re-render or re-export it"
+
+
+def _check_png_chunks(path: Path, fh: BinaryIO, size: int) -> None:
+    """Refuse a PNG whose chunk lengths run past the end of the file.
+
+    OpenCV allocates and fills a chunk's declared length before it notices that the file ends:
+    a 400-byte PNG whose IDAT claims 800 MB costs seconds and the memory.
+
+    Raises:
+        DecodeError: naming the chunk, its offset, and what it claims.
+    """
+    pos = 8  # after the signature; each chunk is length, type, data, CRC
+    while pos + 12 <= size:
+        fh.seek(pos)
+        length, kind = struct.unpack(">I4s", fh.read(8))
+        if length > size - pos - 12:
+            raise DecodeError(
+                f"{path}: PNG chunk {kind!r} at byte {pos} claims {length} bytes, but only "
+                f"{size - pos - 12} follow (truncated or corrupt file)",
+                _REEXPORT,
+            )
+        if kind == b"IEND":
+            return
+        pos += 12 + length
 
 
 def _png_header(path: Path, head: bytes) -> ImageHeader:
@@ -135,12 +162,25 @@ def _tiff_header(path: Path, fh: BinaryIO, head: bytes) -> ImageHeader:
         count_fmt, entry_size, value_fmt, value_size = "Q", 20, "Q", 8
     else:
         raise DecodeError(f"{path}: bad TIFF magic {magic}", _REEXPORT)
+    # Offsets and counts are checked against the file's size before seeking or reading: a
+    # BigTIFF field can claim 2**64, which seek() and read() refuse with ValueError,
+    # OverflowError or an allocation of that size.
+    size = os.fstat(fh.fileno()).st_size
+    if ifd >= size:
+        raise DecodeError(
+            f"{path}: TIFF directory offset {ifd} lies past the end of the file ({size} bytes)",
+            _REEXPORT,
+        )
     fh.seek(ifd)
     count_size = struct.calcsize(count_fmt)
     (count,) = struct.unpack(order + count_fmt, fh.read(count_size))
+    if count * entry_size > size - ifd - count_size:
+        raise DecodeError(
+            f"{path}: TIFF directory claims {count} entries, more than the file holds "
+            "(truncated or corrupt)",
+            _REEXPORT,
+        )
     table = fh.read(count * entry_size)
-    if len(table) < count * entry_size:
-        raise DecodeError(f"{path}: TIFF directory is truncated", _REEXPORT)
     tags: dict[int, int] = {}
     sizes = {3: (2, "H"), 4: (4, "I"), 16: (8, "Q")}  # SHORT, LONG, LONG8
     count_code = "I" if value_size == 4 else "Q"
@@ -151,12 +191,16 @@ def _tiff_header(path: Path, fh: BinaryIO, head: bytes) -> ImageHeader:
             continue
         (n,) = struct.unpack(order + count_code, entry[4 : 4 + value_size])
         field = entry[4 + value_size :]
-        size, code = sizes[typ]
-        if n * size > value_size:  # the values live elsewhere; the field holds their offset
+        width, code = sizes[typ]
+        if n * width > value_size:  # the values live elsewhere; the field holds their offset
             (where,) = struct.unpack(order + value_fmt, field[:value_size])
+            if where >= size:
+                raise DecodeError(
+                    f"{path}: TIFF tag {tag} points past the end of the file", _REEXPORT
+                )
             fh.seek(where)
-            field = fh.read(size)
-        (tags[tag],) = struct.unpack(order + code, field[:size])
+            field = fh.read(width)
+        (tags[tag],) = struct.unpack(order + code, field[:width])
     if 256 not in tags or 257 not in tags:
         raise DecodeError(f"{path}: TIFF header lacks its image size", _REEXPORT)
     return ImageHeader(tags[256], tags[257], tags.get(258, 8))

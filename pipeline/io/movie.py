@@ -16,7 +16,7 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from pipeline.errors import DecodeError
-from pipeline.frames import FrameRange, Timecode, parse_rate
+from pipeline.frames import MAX_PLATE_FRAMES, FrameRange, Timecode, parse_rate
 from pipeline.io.base import PlateInfo, PlateReader, check_file, check_pixels
 
 #: Movie suffixes this reader accepts.
@@ -97,6 +97,12 @@ class MovieReader(PlateReader):
             )
         vs = c.streams.video[0]
         cc = vs.codec_context
+        if cc is None:  # PyAV gives no codec context when FFmpeg has no decoder for the codec id
+            raise DecodeError(
+                f"{self._path}: no decoder for its video stream (corrupt header or an unsupported "
+                "codec)",
+                "re-copy the plate, or re-export it as ProRes, DNxHR or H.264",
+            )
         check_pixels(self._path, cc.width, cc.height, max_pixels)
         vs.thread_type = "AUTO"
 
@@ -109,7 +115,13 @@ class MovieReader(PlateReader):
             )
         declared = nominal or avg or vs.guessed_rate
         if declared:
-            rate = _exact_rate(Fraction(declared))
+            try:
+                rate = _exact_rate(Fraction(declared))
+            except ValueError as exc:  # e.g. a damaged time base: 0.000006 fps
+                raise DecodeError(
+                    f"{self._path} declares an unusable frame rate {float(declared):g}: {exc}",
+                    _CONFORM_HINT,
+                ) from exc
         elif fps is not None:
             rate = parse_rate(fps)
         else:
@@ -120,6 +132,12 @@ class MovieReader(PlateReader):
         count = self._frame_count(vs, rate)
         if count < 1:
             raise DecodeError(f"{self._path} holds no video frames", "re-export the plate")
+        if count > MAX_PLATE_FRAMES:
+            raise DecodeError(
+                f"{self._path}: header claims {count} frames, over the limit of "
+                f"{MAX_PLATE_FRAMES} (a corrupt duration or frame count)",
+                "re-copy or re-export the plate",
+            )
 
         fmt = cc.format
         bits = max((comp.bits for comp in fmt.components), default=8) if fmt else 8

@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline.atomic import is_temporary
 from pipeline.errors import DecodeError, MissingFramesError
-from pipeline.frames import FrameRange, Timecode, parse_rate
+from pipeline.frames import MAX_PLATE_FRAMES, FrameRange, Timecode, parse_rate
 from pipeline.io import exr, image
 from pipeline.io.base import PlateInfo, PlateReader, check_pixels
 
@@ -199,6 +199,12 @@ class SequenceReader(PlateReader):
                 f"check the folder {self._pattern.folder} and the padding of the frame token",
             )
         numbers = sorted(self._files)
+        if numbers[-1] - numbers[0] >= MAX_PLATE_FRAMES:
+            raise DecodeError(
+                f"frames of {pattern} run from {numbers[0]} to {numbers[-1]}, over the limit of "
+                f"{MAX_PLATE_FRAMES} frames per plate",
+                f"remove stray files from {self._pattern.folder}",
+            )
         missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
         if missing:
             raise MissingFramesError(str(pattern), missing)
@@ -206,7 +212,13 @@ class SequenceReader(PlateReader):
         probe = self._format.probe(first)
         check_pixels(first, probe.width, probe.height, max_pixels)
         self._layout = probe.layout
-        rate = parse_rate(probe.fps or fps or DEFAULT_SEQUENCE_FPS)
+        try:
+            rate = parse_rate(probe.fps or fps or DEFAULT_SEQUENCE_FPS)
+        except ValueError as exc:
+            raise DecodeError(
+                f"{first}: header frame rate {probe.fps} is unusable: {exc}",
+                "the file is corrupt; re-render it",
+            ) from exc
         self.info = PlateInfo(
             path=str(pattern),
             kind="sequence",

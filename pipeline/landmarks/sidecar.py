@@ -20,6 +20,7 @@ import numpy as np
 
 from pipeline.atomic import write_npz
 from pipeline.errors import SchemaError
+from pipeline.npz import read_npz
 
 SCHEMA = "likeness.landmarks/1"
 
@@ -106,33 +107,61 @@ def load_landmarks(path: str | os.PathLike[str]) -> Landmarks:
     """Read ``landmarks.npz``, upgrading older schema versions.
 
     Raises:
-        SchemaError: unreadable file, missing schema, or a schema this code does not know.
+        SchemaError: unreadable or damaged file, missing schema, a schema this code does not
+            know, or arrays of the wrong type or shape.
     """
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise SchemaError(f"cannot read landmarks file {path}: {exc}") from exc
+    arrays = read_npz(path, SchemaError, "landmarks file", "rerun the track merge")
     arrays = upgrade(arrays, path)
     known = {f.name for f in fields(Landmarks)}
     missing = known - set(arrays)
     if missing:
         raise SchemaError(f"{path} ({SCHEMA}) lacks {sorted(missing)}", "rerun the track merge")
-    return Landmarks(
-        frames=arrays["frames"].astype(np.int64),
-        points=arrays["points"].astype(np.float32),
-        raw_points=arrays["raw_points"].astype(np.float32),
-        confidence=arrays["confidence"].astype(np.float32),
-        box=arrays["box"].astype(np.float32),
-        transform=arrays["transform"].astype(np.float64),
-        inverse=arrays["inverse"].astype(np.float64),
-        tracked=arrays["tracked"].astype(bool),
-        interpolated=arrays["interpolated"].astype(bool),
-        gaps=[(int(a), int(b)) for a, b in arrays["gaps"].reshape(-1, 2)],
-        crop_size=int(arrays["crop_size"]),
-        image_size=(int(arrays["image_size"][0]), int(arrays["image_size"][1])),
-    )
+    values: dict[str, Any] = {}
+    for name, convert in _CONVERT.items():
+        a = arrays[name]
+        try:
+            if a.dtype.kind not in "biuf":
+                raise TypeError("landmarks are numbers")
+            values[name] = convert(a)
+        # int() of an array or of NaN, a short image_size, an odd number of gap ends
+        except (TypeError, ValueError, IndexError, OverflowError) as exc:
+            raise SchemaError(
+                f"{path}: {name} ({a.dtype} {a.shape}) is malformed: {exc}", "rerun the track merge"
+            ) from exc
+    try:
+        return Landmarks(**values)
+    except ValueError as exc:  # arrays of disagreeing lengths; the message names them
+        raise SchemaError(f"{path}: {exc}", "rerun the track merge") from exc
+
+
+def _frames(a: np.ndarray) -> np.ndarray:
+    if a.ndim != 1:
+        raise ValueError("expected one frame number per row")
+    return a.astype(np.int64)
+
+
+def _pair(a: np.ndarray) -> tuple[int, int]:
+    if a.shape != (2,):
+        raise ValueError("expected (width, height)")
+    return int(a[0]), int(a[1])
+
+
+#: How each stored array becomes a :class:`Landmarks` field.
+_CONVERT: dict[str, Callable[[np.ndarray], Any]] = {
+    "frames": _frames,
+    "points": lambda a: a.astype(np.float32),
+    "raw_points": lambda a: a.astype(np.float32),
+    "confidence": lambda a: a.astype(np.float32),
+    "box": lambda a: a.astype(np.float32),
+    "transform": lambda a: a.astype(np.float64),
+    "inverse": lambda a: a.astype(np.float64),
+    "tracked": lambda a: a.astype(bool),
+    "interpolated": lambda a: a.astype(bool),
+    "gaps": lambda a: [(int(x), int(y)) for x, y in a.reshape(-1, 2)],
+    "crop_size": lambda a: int(a),
+    "image_size": _pair,
+}
 
 
 def upgrade(arrays: dict[str, Any], path: Path | str = "<arrays>") -> dict[str, Any]:

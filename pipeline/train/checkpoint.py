@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import random
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,23 @@ def load_checkpoint(
             )
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as exc:
+    # A damaged pickle stream fails inside the weights-only unpickler as whatever its opcode
+    # handler hit: a bad memo index (KeyError), an empty stack (IndexError), an unhashable key
+    # (TypeError), undecodable text (UnicodeDecodeError, a ValueError), a malformed storage
+    # reference (torch raises AssertionError for it), a short legacy header (struct.error).
+    except (
+        AssertionError,
+        struct.error,
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+    ) as exc:
         raise CheckpointError(
             f"cannot read checkpoint {path}: {exc}", "the file is corrupt; rerun the stage"
         ) from exc
