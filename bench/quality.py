@@ -2,6 +2,7 @@
 
     python bench/quality.py [CLIP...] [--k 8] [--minutes 20] [--json OUT] [--max-frames N]
                             [--tests 40] [--profile cpu-preview] [--out DIR] [--threads 2]
+                            [--base CHECKPOINT]
 
 Defaults: every clip in ``../shared/media/videos`` (next to the repository), K = 8, the
 cpu-preview profile, at most 20 minutes of fine-tuning per clip, 2 torch threads. Each clip runs
@@ -70,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write every clip's result here")
     ap.add_argument("--out", type=Path, default=Path("/tmp/likeness_quality"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--base",
+        type=Path,
+        help="meta-trained base to fine-tune from (likeness train-base); it must not have seen "
+        "the clips scored",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -81,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         res = evaluate_clip(
             clip, args.k, args.minutes, args.profile, "self",
             max_frames=args.max_frames, tests=args.tests, out_dir=args.out / clip.stem,
-            cache=args.out / "landmarks",
+            cache=args.out / "landmarks", base=args.base,
         )  # fmt: skip
         res["wall_s"] = round(time.time() - t0, 1)
         results.append(res)
@@ -105,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                     "argv": sys.argv,
                     "minutes": args.minutes,
                     "k": args.k,
+                    "base": str(args.base) if args.base else None,
                     "wall_s": round(time.time() - start, 1),
                     "clips": [{k: v for k, v in r.items() if k != "frames"} for r in results],
                 },

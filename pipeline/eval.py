@@ -58,6 +58,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.errors import LikenessError, NoFaceError
+from pipeline.workspace import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -431,6 +432,7 @@ def evaluate_clip(
     cache: str | Path | None = None,
     seed: int = 0,
     finetune_overrides: dict[str, Any] | None = None,
+    base: str | Path | None = None,
 ) -> dict[str, Any]:
     """Fine-tune on K frames of ``clip`` and score it against the warp baseline.
 
@@ -450,6 +452,9 @@ def evaluate_clip(
         cache: landmark cache folder; ``None`` tracks every time.
         seed: fine-tuning seed.
         finetune_overrides: extra :class:`~pipeline.train.finetune.FinetuneConfig` fields.
+        base: a meta-trained base checkpoint (``likeness train-base``) to fine-tune from; from
+            scratch when ``None``. Its SHA-256 is recorded in the result. A base meant for a
+            fair score must not have seen ``clip``.
 
     Returns:
         the JSON-able result: ``{"schema", "clip", "mode", "k", "profile", "size", "minutes",
@@ -460,7 +465,7 @@ def evaluate_clip(
         (cross).
 
     Raises:
-        EvalError: bad arguments, too short a clip.
+        EvalError: bad arguments, a missing base, too short a clip.
         NoFaceError: no face tracked.
     """
     import tempfile
@@ -476,6 +481,12 @@ def evaluate_clip(
         raise EvalError("cross-identity mode needs a driving clip", "pass driving=PATH")
     if not minutes > 0:
         raise EvalError(f"minutes must be positive, got {minutes}", "pass e.g. 20")
+    if base is not None and not Path(base).is_file():
+        raise EvalError(
+            f"base checkpoint {base} does not exist",
+            "train one with `likeness train-base CORPUS --out DIR` (on clips other than the one "
+            "scored), or leave --base out to fine-tune from scratch",
+        )
     size = load_profile(profile).image_size
     faces = load_clip(clip, size, max_frames, cache)
     ref_rows, runs = pick_frames(
@@ -510,7 +521,11 @@ def evaluate_clip(
                 **(finetune_overrides or {}),
             }
         )
-        res = finetune(refs, cfg, out_dir / "finetune", resume=False, actor_id=faces.name)
+        base_sha = sha256_file(base) if base is not None else None
+        res = finetune(
+            refs, cfg, out_dir / "finetune", base_checkpoint=base, base_sha256=base_sha,
+            resume=False, actor_id=faces.name,
+        )  # fmt: skip
         model = ActorModel.from_checkpoint(res.checkpoint, res.sha256)
         probe = FaceProbe()
         target_desc = None
@@ -614,6 +629,8 @@ def evaluate_clip(
                 "seconds": round(res.elapsed_s, 1),
                 "best_step": res.best_step,
                 "holdout_loss": res.holdout_loss,
+                "base": str(base) if base is not None else None,
+                "base_sha256": base_sha,
                 "config": to_jsonable(cfg),
             },
             "learned": result_sys["learned"],
@@ -726,6 +743,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cache", type=Path, help="landmark cache folder")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--base", type=Path, help="meta-trained base checkpoint to fine-tune from (train-base)"
+    )
     return ap
 
 
@@ -742,6 +762,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.clip, args.k, args.minutes, args.profile, args.mode, args.driving,
             tests=args.tests, run_length=args.run_length, min_gap=args.min_gap,
             max_frames=args.max_frames, out_dir=out, cache=args.cache, seed=args.seed,
+            base=args.base,
         )  # fmt: skip
     except LikenessError as exc:
         print(f"likeness eval: {exc}")

@@ -94,6 +94,8 @@ def test_bad_arguments(tmp_path: Path) -> None:
         ev.evaluate_clip(tmp_path / "x.mov", mode="cross")  # no driving clip
     with pytest.raises(LikenessError):
         ev.evaluate_clip(tmp_path / "x.mov", mode="sideways")  # type: ignore[arg-type]
+    with pytest.raises(ev.EvalError, match="base checkpoint .* does not exist"):
+        ev.evaluate_clip(tmp_path / "x.mov", base=tmp_path / "missing.pt")
 
 
 @pytest.fixture(scope="module")

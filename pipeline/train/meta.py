@@ -46,6 +46,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -67,7 +68,7 @@ from pipeline.models.discriminator import Discriminator
 from pipeline.models.embedder import Embedder
 from pipeline.models.generator import Generator
 from pipeline.models.rasterize import rasterize
-from pipeline.models.warp import nearest_reference, warp_image
+from pipeline.models.warp import fused_warp
 from pipeline.train.checkpoint import (
     load_checkpoint,
     restore_training,
@@ -101,6 +102,8 @@ class MetaTrainConfig:
         profile: model profile name or YAML path (``configs/models``).
         k: reference frames per episode (the paper's K; episodes hold K+1 frames).
         steps: total optimisation steps.
+        max_minutes: wall-time budget in minutes over all resumed runs; training stops at the
+            first step past it with a checkpoint; ``None`` = no limit.
         batch_size: episodes per process per step.
         lr_g: Adam learning rate of E, G and P.
         lr_d: Adam learning rate of D and W.
@@ -113,11 +116,15 @@ class MetaTrainConfig:
         deterministic: deterministic torch algorithms (exact resume).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         amp: bf16 autocast on CUDA.
+        fuse_top: G's warp input blends this many nearest references of the episode, as the
+            fine-tune does (:func:`pipeline.models.warp.fused_warp`; 1 = the nearest only).
+        fuse_temperature: the blend's softmax temperature, in shape-distance units.
     """
 
     profile: str = "cpu-preview"
     k: int = 8
     steps: int = 100000
+    max_minutes: float | None = None
     batch_size: int = 4
     lr_g: float = 5e-5
     lr_d: float = 2e-4
@@ -130,14 +137,20 @@ class MetaTrainConfig:
     deterministic: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
+    fuse_top: int = 3
+    fuse_temperature: float = 0.01
 
     def validate(self) -> list[tuple[str, str]]:
         """Problems as ``(key, what)``; empty when valid."""
         probs = [
             (key, f"got {getattr(self, key)}, expected ≥ 1")
-            for key in ("k", "steps", "batch_size", "checkpoint_every", "log_every")
+            for key in ("k", "steps", "batch_size", "checkpoint_every", "log_every", "fuse_top")
             if getattr(self, key) < 1
         ]
+        if not self.fuse_temperature > 0:
+            probs.append(("fuse_temperature", f"got {self.fuse_temperature}, expected > 0"))
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            probs.append(("max_minutes", f"got {self.max_minutes}, expected > 0 or null"))
         probs += [(f"weights.{k}", w) for k, w in self.weights.validate()]
         return probs
 
@@ -250,9 +263,20 @@ def _load_frame(path: Path, size: int) -> tuple[np.ndarray, float]:
 
 
 def sample_episodes(
-    videos: list[VideoEntry], k: int, count: int, size: int, seed: int, step: int, rank: int
+    videos: list[VideoEntry],
+    k: int,
+    count: int,
+    size: int,
+    seed: int,
+    step: int,
+    rank: int,
+    fuse_top: int = 1,
+    fuse_temperature: float = 0.01,
 ) -> dict[str, torch.Tensor]:
     """Draw ``count`` episodes of K+1 frames, deterministically from ``(seed, step, rank)``.
+
+    The warp is the episode's ``fuse_top`` references nearest the target, warped to it and
+    blended (:func:`pipeline.models.warp.fused_warp`), as G gets it when fine-tuned and run.
 
     Returns:
         ``refs`` B×K×3×S×S and ``ref_lms`` B×K×3×S×S (float32 0..1 display sRGB),
@@ -272,8 +296,9 @@ def sample_episodes(
             imgs.append(img)
             pts.append(all_pts[j].astype(np.float32) * scale)
         lms = [rasterize(p, size) for p in pts]
-        near = nearest_reference(np.stack(pts[:k]), pts[k])
-        warps.append(warp_image(imgs[near], pts[near], pts[k]))
+        warps.append(
+            fused_warp(np.stack(imgs[:k]), np.stack(pts[:k]), pts[k], fuse_top, fuse_temperature)
+        )
         refs.append(np.stack(imgs[:k]))
         ref_lms.append(np.stack(lms[:k]))
         tgts.append(imgs[k])
@@ -394,7 +419,7 @@ def _train(
     eg = EmbedAndGenerate(e, g)  # type: ignore[arg-type]
     opt_g = torch.optim.Adam(eg.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
-    step = 0
+    step, elapsed_before = 0, 0.0
     ckpt = out_dir / CHECKPOINT_NAME
     config_json = to_jsonable(cfg)
     if resume and ckpt.is_file():
@@ -410,6 +435,7 @@ def _train(
             {"embedder": e, "generator": g, "discriminator": d},
             {"generator": opt_g, "discriminator": opt_d},
         )
+        elapsed_before = float(blob["extra"].get("elapsed_s", 0.0))
         if rank == 0:
             log.info("resuming train-base from step %d", step)
     eg.to(device).train()
@@ -441,12 +467,23 @@ def _train(
                 "world_size": world,
                 "image_size": size,
                 "identities": [f"{v.identity}/{v.video}" for v in videos],
+                "elapsed_s": elapsed_before + time.monotonic() - start,
             },
         )
 
-    t0 = time.monotonic()
+    budget_s = math.inf if cfg.max_minutes is None else cfg.max_minutes * 60.0
+    start = t0 = time.monotonic()
     while step < cfg.steps:
-        batch = sample_episodes(videos, cfg.k, cfg.batch_size, size, cfg.seed, step, rank)
+        late = elapsed_before + time.monotonic() - start >= budget_s
+        if budget_s < math.inf and _out_of_time(late, world, device):
+            save(step)
+            if rank == 0:
+                print(f"checkpoint step {step} (time budget of {cfg.max_minutes} min)", flush=True)
+            break
+        batch = sample_episodes(
+            videos, cfg.k, cfg.batch_size, size, cfg.seed, step, rank,
+            cfg.fuse_top, cfg.fuse_temperature,
+        )  # fmt: skip
         batch = {k: v.to(device) for k, v in batch.items()}
         real, lm = batch["target"], batch["target_lm"]
         warp = batch["warp"] if g.use_warp else None
@@ -493,6 +530,15 @@ def _train(
     if world > 1:
         dist.barrier()
     return ckpt
+
+
+def _out_of_time(mine: bool, world: int, device: torch.device) -> bool:
+    """Whether any process ran out of time: every rank of a DDP run stops at the same step."""
+    if world == 1:
+        return mine
+    flag = torch.tensor([float(mine)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item() > 0)
 
 
 def load_config(path: str | Path | None) -> MetaTrainConfig:

@@ -107,6 +107,34 @@ def test_train_base_then_finetune_from_it(corpus, tiny_profile, tmp_path, astron
         train_base(corpus, MetaTrainConfig(**{**vars(cfg), "lr_g": 1.0}), tmp_path / "base")
 
 
+def test_warp_input_blends_the_nearest_references_as_the_finetune_does(corpus: Path) -> None:
+    videos = read_corpus_index(corpus, min_frames=4)
+    one = sample_episodes(videos, k=3, count=2, size=32, seed=0, step=0, rank=0, fuse_top=1)
+    two = sample_episodes(videos, k=3, count=2, size=32, seed=0, step=0, rank=0, fuse_top=3)
+    torch.testing.assert_close(one["target"], two["target"], rtol=0, atol=0)  # same episodes
+    assert not torch.equal(one["warp"], two["warp"])
+
+
+def test_time_budget_stops_with_a_checkpoint_and_holds_across_a_resume(
+    corpus, tiny_profile, tmp_path, monkeypatch
+) -> None:
+    import types
+
+    import pipeline.train.meta as meta
+
+    clock = iter(range(0, 10**6, 10))  # every reading of the clock is 10 s later
+    monkeypatch.setattr(meta, "time", types.SimpleNamespace(monotonic=lambda: float(next(clock))))
+    cfg = load_config(_config(tmp_path, tiny_profile, steps=50, max_minutes=1.0))
+    blob = load_checkpoint(train_base(corpus, cfg, tmp_path / "base"))
+    assert 0 < blob["step"] < 50 and blob["extra"]["elapsed_s"] >= 60.0
+    # a resume finds the budget spent: no further step
+    again = load_checkpoint(train_base(corpus, cfg, tmp_path / "base"))
+    assert again["step"] == blob["step"]
+    assert ("max_minutes", "got 0.0, expected > 0 or null") in MetaTrainConfig(
+        max_minutes=0.0
+    ).validate()
+
+
 def _launch(args: list[str]) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
