@@ -481,11 +481,13 @@ def load_chunk(path: str | os.PathLike[str]) -> ChunkTrack:
                 f"{path}: {name} ({arr.dtype} {arr.shape}) is malformed: {exc}", hint
             ) from exc
     n = len(values["frames"])
-    for name in ("points", "confidence", "box", "keyframe", "cut"):
-        if len(values[name]) != n:
-            raise SchemaError(f"{path}: {name} has {len(values[name])} rows for {n} frames", hint)
-    if values["points"].shape[1:] != (68, 2) or values["box"].shape[1:] != (4,):
-        raise SchemaError(f"{path}: points must be N×68×2 and box N×4", hint)
+    for name, row in _CHUNK_ROWS.items():
+        shape = values[name].shape
+        if shape != (n, *row):
+            want = "×".join(["N", *map(str, row)])
+            raise SchemaError(
+                f"{path}: {name} is {shape}, expected {want} for N = {n} frames", hint
+            )
     chip = values["face_chip"]
     if values["descriptor"].shape != (128,) or chip.ndim != 3 or chip.shape[2] != 3:
         raise SchemaError(f"{path}: descriptor must be 128 values and face_chip H×W×3", hint)
@@ -509,6 +511,15 @@ def _chunk_backend(a: np.ndarray) -> str:
         raise TypeError("expected the backend's name")
     return str(a)
 
+
+#: The per-frame arrays of a chunk and the shape of one frame's row.
+_CHUNK_ROWS: dict[str, tuple[int, ...]] = {
+    "points": (68, 2),
+    "confidence": (),
+    "box": (4,),
+    "keyframe": (),
+    "cut": (),
+}
 
 #: How each stored array of a chunk becomes a :class:`ChunkTrack` field.
 _CHUNK_CONVERT: dict[str, Callable[[np.ndarray], Any]] = {

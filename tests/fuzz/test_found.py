@@ -41,6 +41,7 @@ from pipeline.references import load_references, load_still
 from pipeline.shotspec import load_shot
 from pipeline.status import workdir_status
 from pipeline.synth import load_faces
+from pipeline.track import load_chunk
 from pipeline.train.checkpoint import load_checkpoint
 from pipeline.workspace import MANIFEST, Workdir, manifest_matches, read_manifest
 from tests.fuzz.targets import classify, pending, seed_files, valid_plate_json, valid_spec
@@ -220,6 +221,7 @@ def _npz_damage(kind: str) -> Callable[[bytes], bytes]:
         ("refs_npz", "refs.npz", load_references, SchemaError),
         ("faces_npz", "faces.npz", load_faces, SchemaError),
         ("golden_npz", "model.golden.npz", load_golden, EngineBuildError),
+        ("track_chunk_npz", "track.npz", load_chunk, SchemaError),
     ],
 )
 def test_damaged_npz_is_the_named_error(target, name, reader, error, kind, tmp_path: Path):
@@ -281,6 +283,29 @@ def test_landmarks_with_wrong_arrays_are_schema_errors(name, value, tmp_path: Pa
     np.savez(tmp_path / "landmarks.npz", **content)
     with pytest.raises(SchemaError, match=name):
         load_landmarks(tmp_path / "landmarks.npz")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("box", np.array(False)),  # len() of a scalar: TypeError
+        ("points", np.zeros((3, 5, 2))),  # not 68 points per frame
+        ("image_size", np.array(32)),  # image_size[0] of a scalar: IndexError
+        ("backend", np.array(3)),  # not a name
+        ("keyframe", None),  # missing: KeyError
+    ],
+)
+def test_track_chunk_with_wrong_arrays_is_schema_error(name, value, tmp_path: Path):
+    """load_chunk indexed and converted the arrays unchecked."""
+    with np.load(io.BytesIO(seed_files("track_chunk_npz")["track.npz"])) as z:
+        content = {k: z[k] for k in z.files}
+    if value is None:
+        del content[name]
+    else:
+        content[name] = value
+    np.savez(tmp_path / "track.npz", **content)
+    with pytest.raises(SchemaError, match=name):
+        load_chunk(tmp_path / "track.npz")
 
 
 def test_garbage_pickle_in_a_checkpoint_is_checkpoint_error(tmp_path: Path):
