@@ -92,7 +92,15 @@ def shot_status(wd: Workdir, shot: str) -> dict[str, Any]:
         try:
             plan = wd.read_plan(shot, v)
             plan_stages = _plan_stages(plan, vdir)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            # Shown, not hidden: a wrangler must see the version a damaged plan stands for.
+            versions[v] = {
+                "state": "damaged",
+                "frames": None,
+                "error": f"plan {wd.shot_dir(shot) / f'{v}.json'} is unreadable: {exc}",
+                "stages": {},
+                "outputs": {"exr": None, "review": None},
+            }
             continue
         stages: dict[str, Any] = {}
         for task, folder, key, cdig in plan_stages:
@@ -131,7 +139,8 @@ def workdir_status(root: str | Path) -> dict[str, Any]:
     """Status of every shot in a workdir, as JSON-able data.
 
     Shape: ``{"workdir": str, "shots": {shot: {"versions": {v: {"state", "frames",
-    "stages": {task: {"state", ...}}, "outputs": {"exr", "review", "qc"?}}}}}}``.
+    "stages": {task: {"state", ...}}, "outputs": {"exr", "review", "qc"?}, "error"?}}}}}``;
+    a version whose plan cannot be read has state ``"damaged"`` and an ``error``.
     """
     wd = Workdir(root)
     return {"workdir": str(wd.root), "shots": {s: shot_status(wd, s) for s in wd.shots()}}
@@ -145,6 +154,8 @@ def format_table(status: dict[str, Any]) -> str:
     for shot, info in status["shots"].items():
         for v, vinfo in info["versions"].items():
             lines.append(f"{shot} {v}  [{vinfo['state']}]  frames {vinfo['frames']}")
+            if vinfo.get("error"):
+                lines.append(f"    {vinfo['error']}")
             for task, st in vinfo["stages"].items():
                 detail = ""
                 if st["state"] == "done":

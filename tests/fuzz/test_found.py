@@ -39,7 +39,7 @@ from pipeline.landmarks.sidecar import load_landmarks
 from pipeline.profile import load_profile
 from pipeline.references import load_references, load_still
 from pipeline.shotspec import load_shot
-from pipeline.status import workdir_status
+from pipeline.status import format_table, workdir_status
 from pipeline.synth import load_faces
 from pipeline.track import load_chunk
 from pipeline.train.checkpoint import load_checkpoint
@@ -369,12 +369,15 @@ def test_damaged_manifest_reads_as_absent(doc: str, tmp_path: Path):
         '{"stages": []}',  # AttributeError
     ],
 )
-def test_status_skips_a_damaged_plan(plan: str, tmp_path: Path):
+def test_status_shows_a_damaged_plan(plan: str, tmp_path: Path):
     wd = Workdir(tmp_path)
     shot = wd.shot_dir("sh010")
     shot.mkdir(parents=True)
     (shot / "v001.json").write_text(plan)
-    assert workdir_status(tmp_path)["shots"]["sh010"]["versions"] == {}
+    status = workdir_status(tmp_path)
+    v = status["shots"]["sh010"]["versions"]["v001"]
+    assert v["state"] == "damaged" and "v001.json is unreadable" in v["error"]
+    assert "v001.json is unreadable" in format_table(status)
     assert wd.find_or_allocate_version("sh010", "k", {"stages": {}}) == "v002"
 
 
