@@ -459,7 +459,8 @@ def load_chunk(path: str | os.PathLike[str]) -> ChunkTrack:
     """Read a chunk written by :func:`save_chunk`.
 
     Raises:
-        SchemaError: unreadable file or another schema.
+        SchemaError: an unreadable or damaged file, another schema, a missing array, or an array
+            of the wrong type or shape (each named).
     """
     hint = "rerun that chunk"
     a = read_npz(path, SchemaError, "track chunk", hint)
