@@ -2,7 +2,7 @@
 
     python bench/quality.py [CLIP...] [--k 8] [--minutes 20] [--json OUT] [--max-frames N]
                             [--tests 40] [--profile cpu-preview] [--out DIR] [--threads 2]
-                            [--base CHECKPOINT]
+                            [--base CHECKPOINT] [--set KEY=VALUE ...]
 
 Defaults: every clip in ``../shared/media/videos`` (next to the repository), K = 8, the
 cpu-preview profile, at most 20 minutes of fine-tuning per clip, 2 torch threads. Each clip runs
@@ -55,6 +55,30 @@ def headline(results: list[dict]) -> str:
     )
 
 
+def parse_overrides(items: list[str], ap: argparse.ArgumentParser) -> dict[str, object]:
+    """``KEY=VALUE`` pairs as FinetuneConfig overrides, each VALUE read as YAML."""
+    import dataclasses
+
+    import yaml
+
+    from pipeline.train.finetune import FinetuneConfig
+
+    fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            ap.error(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(fields)}")
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads 1e-4 as text
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key] = parsed
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the bench; 0 when every clip ran."""
     import torch
@@ -77,7 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         help="meta-trained base to fine-tune from (likeness train-base); it must not have seen "
         "the clips scored",
     )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a FinetuneConfig field for every clip, VALUE read as YAML (e.g. holdout=0)",
+    )
     args = ap.parse_args(argv)
+    overrides = parse_overrides(args.set, ap)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     clips = args.clips or sorted(p for p in MEDIA.iterdir() if p.suffix.lower() in SUFFIXES)
@@ -88,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         res = evaluate_clip(
             clip, args.k, args.minutes, args.profile, "self",
             max_frames=args.max_frames, tests=args.tests, out_dir=args.out / clip.stem,
-            cache=args.out / "landmarks", base=args.base,
+            cache=args.out / "landmarks", base=args.base, finetune_overrides=overrides,
         )  # fmt: skip
         res["wall_s"] = round(time.time() - t0, 1)
         results.append(res)
@@ -113,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                     "minutes": args.minutes,
                     "k": args.k,
                     "base": str(args.base) if args.base else None,
+                    "finetune_overrides": overrides,
                     "wall_s": round(time.time() - start, 1),
                     "clips": [{k: v for k, v in r.items() if k != "frames"} for r in results],
                 },
