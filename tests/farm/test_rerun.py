@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,11 +30,24 @@ def _label(k: str) -> str:
     return parts[3] if "/stages/" in k else parts[2]
 
 
-@pytest.fixture
-def done_shot(tmp_path):
-    spec = make_shot(tmp_path / "shot", profile=PROFILE)
-    wd = tmp_path / "wd"
+@pytest.fixture(scope="module")
+def _submitted(tmp_path_factory):
+    """One finished shot, and a copy of its folder to restore before each test."""
+    root = tmp_path_factory.mktemp("rerun")
+    spec = make_shot(root / "case" / "shot", profile=PROFILE)
+    wd = root / "case" / "wd"
     assert main(["submit", str(spec), "--workdir", str(wd)]) == 0
+    shutil.copytree(root / "case", root / "pristine", symlinks=True)
+    return root, spec, wd
+
+
+@pytest.fixture
+def done_shot(_submitted):
+    """The finished shot as submitted, at the same paths (plans record absolute paths);
+    copy2 keeps sizes and mtimes, so the workdir's fingerprints still hold."""
+    root, spec, wd = _submitted
+    shutil.rmtree(root / "case")
+    shutil.copytree(root / "pristine", root / "case", symlinks=True)
     return spec, wd
 
 

@@ -26,11 +26,15 @@ from tests.tasks.conftest import TEST_PROFILE
 ROOT = Path(__file__).resolve().parents[2]
 HAVE_SLURM = all(shutil.which(x) for x in ("slurmctld", "slurmd", "sbatch", "squeue", "sinfo"))
 
-pytestmark = pytest.mark.skipif(
-    not HAVE_SLURM or os.geteuid() != 0,
-    reason="needs Debian's slurm-wlm (slurmctld, slurmd, sbatch) and root to run a one-node "
-    "cluster; apt-get install slurm-wlm",
-)
+# Slow (make soak): real daemons and Slurm's own scheduling take most of a minute for 8 frames.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not HAVE_SLURM or os.geteuid() != 0,
+        reason="needs Debian's slurm-wlm (slurmctld, slurmd, sbatch) and root to run a one-node "
+        "cluster; apt-get install slurm-wlm",
+    ),
+]
 
 CONF = """\
 ClusterName=likeness-test
