@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -64,3 +66,60 @@ def read_npz(
     if raw:
         raise error(f"{path}: members {raw} of the {what} are not .npy arrays", hint)
     return arrays
+
+
+def read_sidecar(
+    path: str | os.PathLike[str],
+    error: type[LikenessError],
+    what: str,
+    hint: str,
+    schema: str,
+    required: Iterable[str],
+) -> dict[str, np.ndarray]:
+    """:func:`read_npz`, then the ``schema`` member and the ``required`` arrays checked.
+
+    Raises:
+        error: what :func:`read_npz` refuses, another schema, or a required array missing.
+    """
+    arrays = read_npz(path, error, what, hint)
+    found = str(arrays.get("schema"))
+    if found != schema:
+        raise error(f"{path}: schema {found!r}, expected {schema!r}", hint)
+    missing = sorted(set(required) - set(arrays))
+    if missing:
+        raise error(f"{path} ({schema}) lacks {missing}", hint)
+    return arrays
+
+
+def convert_arrays(
+    arrays: dict[str, np.ndarray],
+    converters: dict[str, Callable[[np.ndarray], Any]],
+    path: str | os.PathLike[str],
+    error: type[LikenessError],
+    hint: str,
+    text: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Each array passed through its converter, as a reader's typed fields.
+
+    Args:
+        arrays: the file's arrays (every key of ``converters`` present).
+        converters: field name → function of its array; a converter refuses a wrong shape
+            with ``ValueError`` (or ``TypeError``/``IndexError``).
+        path, error, hint: for the message.
+        text: fields stored as strings; every other array must hold numbers or booleans.
+
+    Raises:
+        error: naming the field, its dtype and shape, and what is wrong.
+    """
+    text = set(text)
+    values: dict[str, Any] = {}
+    for name, convert in converters.items():
+        a = arrays[name]
+        try:
+            if name not in text and a.dtype.kind not in "biuf":
+                raise TypeError("expected numbers")
+            values[name] = convert(a)
+        # int() of an array or of NaN, a short pair, an odd number of values, a wrong shape
+        except (TypeError, ValueError, IndexError, OverflowError) as exc:
+            raise error(f"{path}: {name} ({a.dtype} {a.shape}) is malformed: {exc}", hint) from exc
+    return values

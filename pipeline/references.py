@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.atomic import atomic_dir, atomic_path, write_npz
 from pipeline.errors import DecodeError, NoFaceError, SchemaError
-from pipeline.npz import read_npz
+from pipeline.npz import read_sidecar
 from pipeline.shotspec import MOVIE_SUFFIXES
 
 REFS_SCHEMA = "likeness.refs/1"
@@ -187,13 +187,9 @@ def load_references(path: Path) -> References:
             the wrong type or shape.
     """
     fix = "rerun the references stage"
-    z = read_npz(path, SchemaError, "references file", fix)
-    schema = str(z.get("schema"))
-    if schema != REFS_SCHEMA:
-        raise SchemaError(f"{path}: schema {schema!r}, expected {REFS_SCHEMA}", fix)
-    missing = sorted({"crops", "points", "sources"} - set(z))
-    if missing:
-        raise SchemaError(f"{path} ({REFS_SCHEMA}) lacks {missing}", fix)
+    z = read_sidecar(
+        path, SchemaError, "references file", fix, REFS_SCHEMA, ("crops", "points", "sources")
+    )
     crops, points, sources = z["crops"], z["points"], z["sources"]
     k = len(sources) if sources.ndim == 1 and sources.dtype.kind == "U" else -1
     if (

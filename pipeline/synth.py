@@ -21,7 +21,7 @@ from pipeline.atomic import atomic_dir, write_npz
 from pipeline.errors import SchemaError
 from pipeline.frames import FrameRange
 from pipeline.landmarks.sidecar import Landmarks
-from pipeline.npz import read_npz
+from pipeline.npz import read_sidecar
 
 FACES_SCHEMA = "likeness.faces/1"
 FACES_FILE = "faces.npz"
@@ -160,14 +160,8 @@ def load_faces(path: Path) -> Faces:
             the wrong type or shape.
     """
     fix = "rerun that synthesis chunk"
-    z = read_npz(path, SchemaError, "faces file", fix)
-    schema = str(z.get("schema"))
-    if schema != FACES_SCHEMA:
-        raise SchemaError(f"{path}: schema {schema!r}, expected {FACES_SCHEMA}", fix)
     names = ("frames", "faces", "points", "inverse", "valid")
-    missing = sorted(set(names) - set(z))
-    if missing:
-        raise SchemaError(f"{path} ({FACES_SCHEMA}) lacks {missing}", fix)
+    z = read_sidecar(path, SchemaError, "faces file", fix, FACES_SCHEMA, names)
     frames, faces, points, inverse, valid = (z[k] for k in names)
     n = len(frames) if frames.ndim == 1 else -1
     if (

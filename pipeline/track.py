@@ -36,7 +36,7 @@ from pipeline.errors import FaceLostError, IdentityError, NoFaceError, SchemaErr
 from pipeline.identity import chip_descriptor, descriptor_distance, face_chip, face_descriptor
 from pipeline.landmarks import Box, Detection, LandmarkBackend, get_backend
 from pipeline.landmarks.sidecar import Landmarks
-from pipeline.npz import read_npz
+from pipeline.npz import convert_arrays, read_sidecar
 from pipeline.smooth import SmoothConfig, smooth_track
 
 CHUNK_SCHEMA = "likeness.track-chunk/1"
@@ -463,24 +463,8 @@ def load_chunk(path: str | os.PathLike[str]) -> ChunkTrack:
             of the wrong type or shape (each named).
     """
     hint = "rerun that chunk"
-    a = read_npz(path, SchemaError, "track chunk", hint)
-    schema = str(a.get("schema", ""))
-    if schema != CHUNK_SCHEMA:
-        raise SchemaError(f"{path} has schema {schema!r}, expected {CHUNK_SCHEMA!r}", hint)
-    missing = sorted(set(_CHUNK_CONVERT) - set(a))
-    if missing:
-        raise SchemaError(f"{path} ({CHUNK_SCHEMA}) lacks {missing}", hint)
-    values: dict[str, Any] = {}
-    for name, convert in _CHUNK_CONVERT.items():
-        arr = a[name]
-        try:
-            if name != "backend" and arr.dtype.kind not in "biuf":
-                raise TypeError("expected numbers")
-            values[name] = convert(arr)
-        except (TypeError, ValueError, IndexError, OverflowError) as exc:
-            raise SchemaError(
-                f"{path}: {name} ({arr.dtype} {arr.shape}) is malformed: {exc}", hint
-            ) from exc
+    a = read_sidecar(path, SchemaError, "track chunk", hint, CHUNK_SCHEMA, _CHUNK_CONVERT)
+    values = convert_arrays(a, _CHUNK_CONVERT, path, SchemaError, hint, text=("backend",))
     n = len(values["frames"])
     for name, row in _CHUNK_ROWS.items():
         shape = values[name].shape

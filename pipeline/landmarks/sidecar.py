@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.atomic import write_npz
 from pipeline.errors import SchemaError
-from pipeline.npz import read_npz
+from pipeline.npz import convert_arrays, read_npz
 
 SCHEMA = "likeness.landmarks/1"
 
@@ -117,18 +117,7 @@ def load_landmarks(path: str | os.PathLike[str]) -> Landmarks:
     missing = known - set(arrays)
     if missing:
         raise SchemaError(f"{path} ({SCHEMA}) lacks {sorted(missing)}", "rerun the track merge")
-    values: dict[str, Any] = {}
-    for name, convert in _CONVERT.items():
-        a = arrays[name]
-        try:
-            if a.dtype.kind not in "biuf":
-                raise TypeError("landmarks are numbers")
-            values[name] = convert(a)
-        # int() of an array or of NaN, a short image_size, an odd number of gap ends
-        except (TypeError, ValueError, IndexError, OverflowError) as exc:
-            raise SchemaError(
-                f"{path}: {name} ({a.dtype} {a.shape}) is malformed: {exc}", "rerun the track merge"
-            ) from exc
+    values = convert_arrays(arrays, _CONVERT, path, SchemaError, "rerun the track merge")
     try:
         return Landmarks(**values)
     except ValueError as exc:  # arrays of disagreeing lengths; the message names them
