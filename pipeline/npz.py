@@ -123,3 +123,17 @@ def convert_arrays(
         except (TypeError, ValueError, IndexError, OverflowError) as exc:
             raise error(f"{path}: {name} ({a.dtype} {a.shape}) is malformed: {exc}", hint) from exc
     return values
+
+
+def frame_numbers(a: np.ndarray) -> np.ndarray:
+    """A converter for :func:`convert_arrays`: one int64 frame number per row."""
+    if a.ndim != 1:
+        raise ValueError("expected one frame number per row")
+    return a.astype(np.int64)
+
+
+def size_pair(a: np.ndarray) -> tuple[int, int]:
+    """A converter for :func:`convert_arrays`: ``(width, height)``."""
+    if a.shape != (2,):
+        raise ValueError("expected (width, height)")
+    return int(a[0]), int(a[1])

@@ -36,7 +36,7 @@ from pipeline.errors import FaceLostError, IdentityError, NoFaceError, SchemaErr
 from pipeline.identity import chip_descriptor, descriptor_distance, face_chip, face_descriptor
 from pipeline.landmarks import Box, Detection, LandmarkBackend, get_backend
 from pipeline.landmarks.sidecar import Landmarks
-from pipeline.npz import convert_arrays, read_sidecar
+from pipeline.npz import convert_arrays, frame_numbers, read_sidecar, size_pair
 from pipeline.smooth import SmoothConfig, smooth_track
 
 CHUNK_SCHEMA = "likeness.track-chunk/1"
@@ -479,18 +479,6 @@ def load_chunk(path: str | os.PathLike[str]) -> ChunkTrack:
     return ChunkTrack(**values)
 
 
-def _chunk_frames(a: np.ndarray) -> np.ndarray:
-    if a.ndim != 1:
-        raise ValueError("expected one frame number per row")
-    return a.astype(np.int64)
-
-
-def _chunk_size(a: np.ndarray) -> tuple[int, int]:
-    if a.shape != (2,):
-        raise ValueError("expected (width, height)")
-    return int(a[0]), int(a[1])
-
-
 def _chunk_backend(a: np.ndarray) -> str:
     if a.dtype.kind != "U" or a.ndim != 0:
         raise TypeError("expected the backend's name")
@@ -508,7 +496,7 @@ _CHUNK_ROWS: dict[str, tuple[int, ...]] = {
 
 #: How each stored array of a chunk becomes a :class:`ChunkTrack` field.
 _CHUNK_CONVERT: dict[str, Callable[[np.ndarray], Any]] = {
-    "frames": _chunk_frames,
+    "frames": frame_numbers,
     "points": lambda a: a.astype(np.float32),
     "confidence": lambda a: a.astype(np.float32),
     "box": lambda a: a.astype(np.float32),
@@ -516,7 +504,7 @@ _CHUNK_CONVERT: dict[str, Callable[[np.ndarray], Any]] = {
     "cut": lambda a: a.astype(bool),
     "descriptor": lambda a: a.astype(np.float32),
     "face_chip": lambda a: a.astype(np.uint8),
-    "image_size": _chunk_size,
+    "image_size": size_pair,
     "backend": _chunk_backend,
 }
 

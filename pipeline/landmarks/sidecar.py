@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.atomic import write_npz
 from pipeline.errors import SchemaError
-from pipeline.npz import convert_arrays, read_npz
+from pipeline.npz import convert_arrays, frame_numbers, read_npz, size_pair
 
 SCHEMA = "likeness.landmarks/1"
 
@@ -124,21 +124,9 @@ def load_landmarks(path: str | os.PathLike[str]) -> Landmarks:
         raise SchemaError(f"{path}: {exc}", "rerun the track merge") from exc
 
 
-def _frames(a: np.ndarray) -> np.ndarray:
-    if a.ndim != 1:
-        raise ValueError("expected one frame number per row")
-    return a.astype(np.int64)
-
-
-def _pair(a: np.ndarray) -> tuple[int, int]:
-    if a.shape != (2,):
-        raise ValueError("expected (width, height)")
-    return int(a[0]), int(a[1])
-
-
 #: How each stored array becomes a :class:`Landmarks` field.
 _CONVERT: dict[str, Callable[[np.ndarray], Any]] = {
-    "frames": _frames,
+    "frames": frame_numbers,
     "points": lambda a: a.astype(np.float32),
     "raw_points": lambda a: a.astype(np.float32),
     "confidence": lambda a: a.astype(np.float32),
@@ -149,7 +137,7 @@ _CONVERT: dict[str, Callable[[np.ndarray], Any]] = {
     "interpolated": lambda a: a.astype(bool),
     "gaps": lambda a: [(int(x), int(y)) for x, y in a.reshape(-1, 2)],
     "crop_size": lambda a: int(a),
-    "image_size": _pair,
+    "image_size": size_pair,
 }
 
 
