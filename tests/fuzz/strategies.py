@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -32,15 +32,13 @@ def fuzz_pair(
     name: str,
     fast: int = FAST_EXAMPLES,
     slow: int = SLOW_EXAMPLES,
-    shrink: bool = True,
     **strategies: Any,
 ) -> Callable[[Callable[..., None]], tuple[Callable[..., None], Callable[..., None]]]:
     """Turn a property into two tests: a derandomized fast one and a ``slow`` soak.
 
     The fast test has a fixed example sequence (``derandomize=True``, no example database), so
     CI runs are reproducible; the soak draws new examples on every run. Each example run is
-    tallied under ``name`` (see :mod:`tests.fuzz.conftest`). ``shrink=False`` stops at the first
-    failure (for a known failure whose fix is pending).
+    tallied under ``name`` (see :mod:`tests.fuzz.conftest`).
     """
 
     def make(fn: Callable[..., None]) -> tuple[Callable[..., None], Callable[..., None]]:
@@ -50,8 +48,6 @@ def fuzz_pair(
             "database": None,
             "suppress_health_check": _QUIET,
         }
-        if not shrink:
-            common["phases"] = [Phase.explicit, Phase.generate]
         quick = settings(max_examples=fast, derandomize=True, **common)(given(**strategies)(body))
         soak = settings(max_examples=slow, **common)(given(**strategies)(body))
         return quick, pytest.mark.slow(soak)

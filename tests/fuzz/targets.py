@@ -666,23 +666,6 @@ TARGETS: dict[str, Target] = {
 }
 
 
-#: Bugs the loop found whose fix is pending in a file being edited elsewhere: target →
-#: (the library functions the unnamed exceptions come out of, what is wrong). Those exceptions
-#: are counted as ``pending``; any other failure of the target still fails the test, and the
-#: fixed examples in test_found.py fail (strict xfail) once the fix lands, to retire the entry.
-PENDING: dict[str, tuple[tuple[str, ...], str]] = {}
-
-
-def pending(target: str) -> list[Any]:
-    """A strict xfail while ``target`` has a fix pending, else nothing: deleting its entry from
-    :data:`PENDING` retires every mark."""
-    import pytest
-
-    if target not in PENDING:
-        return []
-    return [pytest.mark.xfail(strict=True, reason=f"fix pending: {PENDING[target][1]}")]
-
-
 def _expected_error(name: str) -> type[LikenessError]:
     from pipeline.errors import (
         CheckpointError,

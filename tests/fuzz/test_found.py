@@ -1,9 +1,4 @@
-"""What the fuzzing found, one fixed example per bug: each failed before its fix.
-
-The ones marked ``xfail(strict=True)`` (``pending``) wait for a fix in a file being edited
-elsewhere; they fail as soon as that fix lands, to delete the target's entry from ``PENDING`` in
-targets.py, which retires every mark.
-"""
+"""What the fuzzing found, one fixed example per bug: each failed before its fix."""
 
 from __future__ import annotations
 
@@ -44,7 +39,7 @@ from pipeline.synth import load_faces
 from pipeline.track import load_chunk
 from pipeline.train.checkpoint import load_checkpoint
 from pipeline.workspace import MANIFEST, Workdir, manifest_matches, read_manifest
-from tests.fuzz.targets import classify, pending, seed_files, valid_plate_json, valid_spec
+from tests.fuzz.targets import classify, seed_files, valid_plate_json, valid_spec
 
 
 def _write(folder: Path, files: dict[str, bytes]) -> Path:
@@ -177,13 +172,10 @@ def _non_utf8_channel(data: bytearray) -> None:
 @pytest.mark.parametrize(
     ("damage", "frame"),
     [
-        pytest.param(*case, marks=pending("exr_sequence"))
-        for case in [
-            (_retype(b"timeCode\0timecode\0"), "plate.1001.exr"),  # AttributeError: dropFrame
-            (_retype(b"framesPerSecond\0rational\0"), "plate.1001.exr"),  # TypeError: Fraction
-            (_zero_rate_denominator, "plate.1001.exr"),  # ZeroDivisionError in the binding
-            (_non_utf8_channel, "plate.1002.exr"),  # UnicodeDecodeError on channel names
-        ]
+        (_retype(b"timeCode\0timecode\0"), "plate.1001.exr"),  # AttributeError: dropFrame
+        (_retype(b"framesPerSecond\0rational\0"), "plate.1001.exr"),  # TypeError: Fraction
+        (_zero_rate_denominator, "plate.1001.exr"),  # ZeroDivisionError in the binding
+        (_non_utf8_channel, "plate.1002.exr"),  # UnicodeDecodeError on channel names
     ],
 )
 def test_exr_header_damage_is_decode_error(damage, frame: str, tmp_path: Path):

@@ -14,26 +14,19 @@ itself. ``LIKENESS_FUZZ_SEED`` picks another base seed.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fuzz.mutate import Outcome, Worker, record, run_campaign
-from tests.fuzz.targets import PENDING, TARGETS, seed_files
+from tests.fuzz.mutate import Worker, record, run_campaign
+from tests.fuzz.targets import TARGETS, seed_files
 
 BASE_SEED = int(os.environ.get("LIKENESS_FUZZ_SEED", "20261124"))
 #: ``(iterations, seconds)`` per target: the fast loop runs in ``make test``.
 FAST = (300, 2.0)
 #: The soak (``pytest -m slow``, ``make soak``).
 SLOW = (4000, 15.0)
-
-
-def _known(target: str) -> Callable[[Outcome], bool] | None:
-    if target not in PENDING:
-        return None
-    places = PENDING[target][0]
-    return lambda out: out.where in places
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +56,6 @@ def _campaign(worker: Worker, target: str, tmp_path: Path, iterations: int, budg
         iterations=iterations,
         budget_s=budget,
         keep=tmp_path / "failing",
-        known=_known(target),
     )
     outcomes = ", ".join(f"{k} {n}" for k, n in sorted(camp.outcomes.items()))
     record(f"mutation: {target}", camp.iterations, camp.seconds, outcomes=outcomes)
