@@ -10,6 +10,8 @@ cpu-preview profile, at most 20 minutes of fine-tuning per clip, 2 torch threads
 systems side by side per clip and, last, the headline: mean Δ (learned − warp) of SSIM, PSNR,
 landmark error and identity distance, and how many clips the learned model wins on all four
 goal criteria (ΔSSIM ≥ 0.03, ΔPSNR ≥ 1 dB, lower landmark error, lower identity distance).
+In brackets it adds the mean Δ of SSIM and PSNR inside the production face matte (``ssim_face``,
+``psnr_face``): the region a composite keeps, a diagnostic beside the goal metrics.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ if str(REPO) not in sys.path:
 
 MEDIA = REPO.parent / "shared" / "media" / "videos"
 SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".m4v", ".mxf"}
-METRICS = ("psnr", "ssim", "landmark_error", "identity", "jitter")
+METRICS = ("psnr", "ssim", "landmark_error", "identity", "jitter", "ssim_face", "psnr_face")
 
 
 def goal_met(delta: dict[str, float]) -> bool:
@@ -51,7 +53,8 @@ def headline(results: list[dict]) -> str:
     return (
         f"HEADLINE {len(results)} clips: ΔSSIM {mean['ssim']:+.4f}  ΔPSNR {mean['psnr']:+.2f} dB  "
         f"Δlandmark {mean['landmark_error']:+.4f}  Δidentity {mean['identity']:+.4f}  "
-        f"clips won {won}/{len(results)}  goal {'MET' if overall else 'NOT MET'}"
+        f"clips won {won}/{len(results)}  goal {'MET' if overall else 'NOT MET'}  "
+        f"(face matte: ΔSSIM {mean['ssim_face']:+.4f} ΔPSNR {mean['psnr_face']:+.2f} dB)"
     )
 
 

@@ -18,6 +18,10 @@ compared with the true aligned crop:
 - ``landmark_error``: dlib's 68 points re-fitted on the output and on the truth inside one face
   box (the one found on the truth), mean point distance divided by the truth's inter-ocular
   distance (outer eye corners);
+- ``ssim_face``, ``psnr_face``: the same two measures weighted by the production face matte of
+  the truth's landmarks (:func:`face_weights`), i.e. only the region a composite keeps. The crop
+  is about three quarters hair, body and background, whose motion the crop's landmarks do not
+  determine; these two show the face alone. They are diagnostics, not the goal metrics;
 - ``jitter``: frame-to-frame RMS change of the output's landmark error over consecutive driven
   frames, over the inter-ocular distance (0 when the output's landmarks move exactly as the
   truth's do); ``jitter_raw`` is the plain RMS motion of the re-fitted output landmarks.
@@ -277,25 +281,62 @@ def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
     return 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
 
 
+def _ssim_full(pred: np.ndarray, truth: np.ndarray) -> tuple[float, np.ndarray]:
+    """skimage's SSIM with the harness's settings: ``(mean, H×W map averaged over RGB)``."""
+    from skimage.metrics import structural_similarity
+
+    mean, full = structural_similarity(
+        np.asarray(pred, np.float64),
+        np.asarray(truth, np.float64),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1.0,
+        channel_axis=2,
+        full=True,
+    )
+    return float(mean), full.mean(axis=2)
+
+
 def ssim(pred: np.ndarray, truth: np.ndarray) -> float:
     """SSIM of two H×W×3 float images in 0..1: skimage, Gaussian σ = 1.5, population covariance.
 
     ``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
     data_range=1.0, channel_axis=2)``: Wang et al. 2004's settings, averaged over channels.
     """
-    from skimage.metrics import structural_similarity
+    return _ssim_full(pred, truth)[0]
 
-    return float(
-        structural_similarity(
-            np.asarray(pred, np.float64),
-            np.asarray(truth, np.float64),
-            gaussian_weights=True,
-            sigma=1.5,
-            use_sample_covariance=False,
-            data_range=1.0,
-            channel_axis=2,
-        )
-    )
+
+def face_weights(points: np.ndarray, size: int) -> np.ndarray:
+    """The region a composite keeps: the production face matte of ``points`` (68×2 crop
+    pixels), :func:`pipeline.composite.matte.face_matte` with the default
+    :class:`~pipeline.composite.comp.CompositeConfig` → size×size float32 in 0..1."""
+    from pipeline.composite.comp import CompositeConfig
+    from pipeline.composite.matte import face_matte
+
+    return face_matte(np.asarray(points, np.float64), size, CompositeConfig())
+
+
+def face_ssim(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray) -> float:
+    """SSIM map (as :func:`ssim`) averaged with ``weights`` (H×W, e.g. :func:`face_weights`);
+    NaN when the weights are all zero."""
+    w = np.asarray(weights, np.float64)
+    total = float(w.sum())
+    if not total > 0:
+        return float("nan")
+    return float((_ssim_full(pred, truth)[1] * w).sum() / total)
+
+
+def face_psnr(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray) -> float:
+    """PSNR in dB of the ``weights``-weighted mean squared error (H×W weights, 0..1 images);
+    capped at 100 dB, NaN when the weights are all zero."""
+    w = np.asarray(weights, np.float64)
+    total = float(w.sum())
+    if not total > 0:
+        return float("nan")
+    err = ((np.asarray(pred, np.float64) - np.asarray(truth, np.float64)) ** 2).mean(axis=2)
+    mse = float((err * w).sum() / total)
+    return 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
 
 
 def inter_ocular(points: np.ndarray) -> float:
@@ -553,6 +594,7 @@ def evaluate_clip(
                 tracks["truth"][r].append(truth_fit if mode == "self" else pts)
                 row: dict[str, Any] = {"frame": int(perf.frames[i]), "run": r}
                 truth_desc = probe.descriptor(truth, truth_fit)
+                face_w = face_weights(perf.points[i], size) if mode == "self" else None
                 for name, img in outputs.items():
                     fit = probe.fit(img, box)
                     tracks[name][r].append(fit)
@@ -560,6 +602,8 @@ def evaluate_clip(
                     if mode == "self":
                         row[f"{name}_psnr"] = psnr(img, truth)
                         row[f"{name}_ssim"] = ssim(img, truth)
+                        row[f"{name}_ssim_face"] = face_ssim(img, truth, face_w)
+                        row[f"{name}_psnr_face"] = face_psnr(img, truth, face_w)
                         row[f"{name}_identity"] = descriptor_distance_(desc, truth_desc)
                         row[f"{name}_landmark_error"] = landmark_error(fit, truth_fit)
                     else:
@@ -573,7 +617,7 @@ def evaluate_clip(
 
         result_sys: dict[str, dict[str, float]] = {}
         metric_keys = (
-            ("psnr", "ssim", "identity", "landmark_error")
+            ("psnr", "ssim", "identity", "landmark_error", "ssim_face", "psnr_face")
             if mode == "self"
             else ("identity_target", "identity_performer", "expression_error")
         )
@@ -622,6 +666,10 @@ def evaluate_clip(
                 "landmark_error": "dlib 68 points re-fitted in the truth's face box, mean "
                 "distance / truth inter-ocular distance",
                 "jitter": "RMS frame-to-frame change of the landmark error / inter-ocular",
+                "ssim_face": "the SSIM map averaged inside the production face matte of the "
+                "truth's landmarks (68-point hull plus forehead, feathered): the region a "
+                "composite keeps; diagnostic, not a goal metric",
+                "psnr_face": "dB of the face-matte-weighted mean squared error; diagnostic",
             },
             "train": {
                 "steps": res.step,

@@ -46,6 +46,30 @@ def test_psnr_and_ssim_known_values() -> None:
     assert ev.ssim(a, a + 0.1) == pytest.approx(0.6001 / 0.6101, abs=1e-6)
 
 
+def test_face_region_measures_count_only_the_weighted_pixels() -> None:
+    rng = np.random.default_rng(3)
+    truth = rng.random((32, 32, 3))
+    pred = truth.copy()
+    pred[:, 16:] = np.clip(pred[:, 16:] + 0.2, 0.0, 1.0)  # right half wrong
+    left = np.zeros((32, 32))
+    left[:, :8] = 1.0  # far from the wrong half (the SSIM window reaches 5 px)
+    assert ev.face_ssim(pred, truth, left) == pytest.approx(1.0)
+    assert ev.face_psnr(pred, truth, left) == 100.0
+    right = 1.0 - left
+    mse = ((pred - truth) ** 2).mean(axis=2)[:, 8:].mean()
+    assert ev.face_psnr(pred, truth, right) == pytest.approx(10 * np.log10(1 / mse))
+    assert ev.face_ssim(pred, truth, right) < 0.99
+    assert np.isnan(ev.face_ssim(pred, truth, np.zeros((32, 32))))
+    assert np.isnan(ev.face_psnr(pred, truth, np.zeros((32, 32))))
+    # The weights are the production face matte: zero in the corners, one at the nose.
+    from pipeline.align import CANONICAL_68
+
+    w = ev.face_weights(CANONICAL_68 * 64, 64)
+    assert w.shape == (64, 64) and w[0, 0] == 0.0 and w[0, -1] == 0.0
+    nose = np.round(CANONICAL_68[30] * 64).astype(int)
+    assert w[nose[1], nose[0]] == 1.0
+
+
 def test_ssim_matches_the_training_loss_formula() -> None:
     """Harness SSIM and the differentiable loss SSIM are one formula (valid region aside)."""
     from pipeline.train.losses import ssim as torch_ssim
@@ -133,8 +157,11 @@ def test_evaluate_clip_end_to_end(moving_clip: Path, tmp_path: Path) -> None:
             "landmark_error",
             "jitter",
             "jitter_raw",
+            "ssim_face",
+            "psnr_face",
         }
         assert 5.0 < res[system]["psnr"] < 100.0 and 0.0 < res[system]["ssim"] <= 1.0
+        assert 5.0 < res[system]["psnr_face"] < 100.0 and 0.0 < res[system]["ssim_face"] <= 1.0
     assert set(res["delta"]) == set(res["warp"])
     saved = json.loads((tmp_path / "out" / "eval.json").read_text())
     assert saved["schema"] == ev.SCHEMA and saved["learned"] == pytest.approx(res["learned"])
