@@ -277,7 +277,11 @@ def pick_frames(
 
 def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
     """PSNR in dB of two H×W×3 float images in 0..1 (display sRGB); capped at 100 dB."""
-    mse = float(np.mean((np.asarray(pred, np.float64) - np.asarray(truth, np.float64)) ** 2))
+    return _db(float(np.mean((np.asarray(pred, np.float64) - np.asarray(truth, np.float64)) ** 2)))
+
+
+def _db(mse: float) -> float:
+    """PSNR in dB of a mean squared error on 0..1 images, capped at 100 dB."""
     return 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
 
 
@@ -335,8 +339,7 @@ def face_psnr(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray) -> float
     if not total > 0:
         return float("nan")
     err = ((np.asarray(pred, np.float64) - np.asarray(truth, np.float64)) ** 2).mean(axis=2)
-    mse = float((err * w).sum() / total)
-    return 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
+    return _db(float((err * w).sum() / total))
 
 
 def inter_ocular(points: np.ndarray) -> float:
