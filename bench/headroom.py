@@ -22,6 +22,12 @@ same driving frames are scored four ways against the true aligned crop:
   episodes (their K references fused onto ``--episodes`` of their other frames): a miniature
   meta-trained base that has never seen the scored clip.
 
+A fifth row, ``plate_oracle``, is not a system: it keeps ``fused`` inside the face matte and,
+outside it, blends the same references resampled through the plate (each crop pixel taken back to
+the plate by the frame's own alignment, then into the reference's crop by the reference's). It
+uses the truth's plate alignment, which no model is given, and assumes a locked-off camera. It
+measures how much of the margin outside the face is the head's motion in the plate.
+
 Each is scored by SSIM and PSNR over the whole crop (the goal metrics), and by SSIM inside and
 outside the production face matte (:func:`pipeline.eval.face_weights`). No dlib scoring, so a
 clip takes a minute or two, not twenty: a fast check of an idea before a ``bench/quality.py`` run.
@@ -46,7 +52,7 @@ if str(REPO) not in sys.path:
 
 MEDIA = REPO.parent / "shared" / "media" / "videos"
 SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".m4v", ".mxf"}
-SYSTEMS = ("warp", "fused", "clip_refiner", "cross_refiner")
+SYSTEMS = ("warp", "fused", "clip_refiner", "cross_refiner", "plate_oracle")
 NEAREST = 3  # single warps beside the fused one in the refiner's input
 
 
@@ -152,6 +158,8 @@ def prepare(clip: Path, k: int, episodes: int, cache: Path) -> dict:
         "images": images,
         "points": points,
         "drive_pts": pts[drive],
+        "drive_fwd": faces.transforms[drive],
+        "ref_fwd": faces.transforms[ref_rows],
         "drive_truth": faces.crops[drive],
         "drive_x": np.stack([warp_stack(images, points, pts[i], top, temp) for i in drive]),
         "own_x": np.stack(own_x),
@@ -159,6 +167,33 @@ def prepare(clip: Path, k: int, episodes: int, cache: Path) -> dict:
         "ep_x": np.stack([warp_stack(images, points, pts[i], top, temp) for i in ep]),
         "ep_y": faces.crops[ep],
     }
+
+
+def plate_oracle(data: dict, fused: np.ndarray) -> np.ndarray:
+    """The oracle row: ``fused`` (N×S×S×3) inside the face matte, the references blended through
+    the plate outside it → N×S×S×3 float32 sRGB."""
+    import cv2
+
+    from pipeline.align import invert_affine
+    from pipeline.eval import face_weights
+    from pipeline.models.warp import fusion_weights, shape_distance
+
+    out = []
+    size = fused.shape[1]
+    for j, (tp, fwd) in enumerate(zip(data["drive_pts"], data["drive_fwd"])):
+        back = np.vstack([invert_affine(fwd), [0.0, 0.0, 1.0]])  # target crop → plate, 3×3
+        d = np.array([shape_distance(p, tp) for p in data["points"]])
+        w = fusion_weights(d, data["top"], data["temperature"])
+        rest = np.zeros_like(fused[j])
+        for k in np.nonzero(w)[0]:
+            m = data["ref_fwd"][k] @ back  # target crop → reference crop, 2×3
+            rest += np.float32(w[k]) * cv2.warpAffine(
+                data["images"][k], m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REPLICATE,
+            )  # fmt: skip
+        matte = face_weights(tp, size)[..., None]
+        out.append(matte * fused[j] + (1.0 - matte) * rest)
+    return np.stack(out).astype(np.float32)
 
 
 def score(outputs: dict[str, np.ndarray], data: dict) -> dict[str, dict[str, float]]:
@@ -220,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=i,
             )
             outputs["cross_refiner"] = apply_refiner(net, d["drive_x"])
+        outputs["plate_oracle"] = plate_oracle(d, outputs["fused"])
         res = {"clip": d["name"], "fusion": [d["top"], d["temperature"]], **score(outputs, d)}
         results.append(res)
         print(f"{d['name']} (fusion top {d['top']}, T {d['temperature']}, "

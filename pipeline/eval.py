@@ -89,12 +89,15 @@ class ClipFaces:
             the face is tracked throughout).
         crops: N×S×S×3 float32 in 0..1, display sRGB, aligned face crops.
         points: N×68×2 float32, smoothed landmarks in crop pixels.
+        transforms: N×2×3 float64, each frame's plate → crop similarity (the head's place in
+            the plate, which the crops and their points no longer carry).
     """
 
     name: str
     frames: np.ndarray
     crops: np.ndarray
     points: np.ndarray
+    transforms: np.ndarray
 
 
 def _sha256(path: Path) -> str:
@@ -197,12 +200,13 @@ def load_clip(
     ok = np.isfinite(plate_pts).all(axis=(1, 2))
     if ok.sum() == 0:
         raise NoFaceError(f"no face tracked in {path}", "pass a clip with one visible face")
-    crops, pts = [], []
+    crops, pts, fwd = [], [], []
     for i in np.nonzero(ok)[0]:
         a = align_image(images[i], plate_pts[i], size)
         crops.append(a.crop.astype(np.float32) / 255.0)
         pts.append(a.points_in_crop.astype(np.float32))
-    return ClipFaces(path.stem, numbers[ok], np.stack(crops), np.stack(pts))
+        fwd.append(np.asarray(a.transform, np.float64))
+    return ClipFaces(path.stem, numbers[ok], np.stack(crops), np.stack(pts), np.stack(fwd))
 
 
 # --------------------------------------------------------------------------------------------
