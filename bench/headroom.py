@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import time
 from pathlib import Path
@@ -198,17 +197,18 @@ def plate_oracle(data: dict, fused: np.ndarray) -> np.ndarray:
 
 def score(outputs: dict[str, np.ndarray], data: dict) -> dict[str, dict[str, float]]:
     """Mean SSIM/PSNR over the crop, and SSIM in and out of the face matte, per system."""
-    from pipeline.eval import face_ssim, face_weights, psnr, ssim
+    from pipeline.eval import face_weights, psnr, ssim_full
 
     res: dict[str, dict[str, list[float]]] = {}
     for j, (truth, tp) in enumerate(zip(data["drive_truth"], data["drive_pts"])):
-        w = face_weights(tp, truth.shape[0])
+        w = face_weights(tp, truth.shape[0]).astype(np.float64)
         for name, imgs in outputs.items():
             r = res.setdefault(name, {"ssim": [], "psnr": [], "ssim_face": [], "ssim_rest": []})
-            r["ssim"].append(ssim(imgs[j], truth))
+            mean, full = ssim_full(imgs[j], truth)  # one SSIM map for all three figures
+            r["ssim"].append(mean)
             r["psnr"].append(psnr(imgs[j], truth))
-            r["ssim_face"].append(face_ssim(imgs[j], truth, w))
-            r["ssim_rest"].append(face_ssim(imgs[j], truth, 1.0 - w))
+            r["ssim_face"].append(float((full * w).sum() / w.sum()))
+            r["ssim_rest"].append(float((full * (1.0 - w)).sum() / (1.0 - w).sum()))
     return {n: {m: float(np.mean(v)) for m, v in r.items()} for n, r in res.items()}
 
 
@@ -266,12 +266,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name:14s} SSIM {r['ssim']:.4f}  PSNR {r['psnr']:6.2f}  "
                       f"SSIM face {r['ssim_face']:.4f}  rest {r['ssim_rest']:.4f}", flush=True)  # fmt: skip
     if args.json:
+        from pipeline.atomic import write_json
+
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
+        write_json(args.json, {
             "schema": "likeness.bench.headroom/1", "date": datetime.date.today().isoformat(),
             "argv": sys.argv, "steps": args.steps, "episodes": args.episodes,
             "wall_s": round(time.time() - start, 1), "clips": results,
-        }, indent=2))  # fmt: skip
+        })  # fmt: skip
     parts = []
     for name in SYSTEMS[1:]:
         rows = [r for r in results if name in r]

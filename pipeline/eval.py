@@ -289,8 +289,9 @@ def _db(mse: float) -> float:
     return 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
 
 
-def _ssim_full(pred: np.ndarray, truth: np.ndarray) -> tuple[float, np.ndarray]:
-    """skimage's SSIM with the harness's settings: ``(mean, H×W map averaged over RGB)``."""
+def ssim_full(pred: np.ndarray, truth: np.ndarray) -> tuple[float, np.ndarray]:
+    """skimage's SSIM with the harness's settings: ``(mean, H×W float64 map averaged over
+    RGB)``; :func:`ssim` is the mean."""
     from skimage.metrics import structural_similarity
 
     mean, full = structural_similarity(
@@ -312,7 +313,7 @@ def ssim(pred: np.ndarray, truth: np.ndarray) -> float:
     ``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
     data_range=1.0, channel_axis=2)``: Wang et al. 2004's settings, averaged over channels.
     """
-    return _ssim_full(pred, truth)[0]
+    return ssim_full(pred, truth)[0]
 
 
 def face_weights(points: np.ndarray, size: int) -> np.ndarray:
@@ -332,7 +333,7 @@ def face_ssim(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray) -> float
     total = float(w.sum())
     if not total > 0:
         return float("nan")
-    return float((_ssim_full(pred, truth)[1] * w).sum() / total)
+    return float((ssim_full(pred, truth)[1] * w).sum() / total)
 
 
 def face_psnr(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray) -> float:
