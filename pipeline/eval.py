@@ -51,11 +51,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
+import itertools
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,60 +100,62 @@ class ClipFaces:
     transforms: np.ndarray
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def read_frames(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Decode a clip with :func:`pipeline.io.open_plate`.
+def iter_frames(
+    path: str | Path, max_frames: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode a clip with :func:`pipeline.io.open_plate`, one frame at a time.
 
     Args:
         path: a movie or an image-sequence pattern.
-        max_frames: keep only the first this many frames.
+        max_frames: stop after this many frames.
 
-    Returns:
-        ``(numbers, images)``: N int64 frame numbers and N×H×W×3 uint8 display sRGB.
+    Yields:
+        ``(frame number, image)``: int and H×W×3 uint8 display sRGB.
+
+    Raises:
+        DecodeError: the clip is missing or unreadable.
     """
     from pipeline.io import open_plate
 
-    numbers, images = [], []
     with open_plate(path) as plate:
-        for fno, img in plate.read():
-            numbers.append(fno)
-            images.append(np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8))
-            if max_frames is not None and len(images) >= max_frames:
+        for n, (fno, img) in enumerate(plate.read()):
+            if max_frames is not None and n >= max_frames:
                 break
-    if not images:
-        raise EvalError(f"{path} holds no frames", "pass a clip with a face in it")
-    return np.asarray(numbers, np.int64), np.stack(images)
+            yield int(fno), np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def track_clip(numbers: np.ndarray, images: np.ndarray, crop_size: int) -> np.ndarray:
+def track_clip(
+    frames: Iterable[tuple[int, np.ndarray]], crop_size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Production tracking: chunks through :func:`track_chunk`, joined by :func:`merge_chunks`.
 
+    The frames are consumed one chunk at a time, so a long or large clip is never held whole.
+
     Args:
-        numbers: N int64 consecutive frame numbers.
-        images: N×H×W×3 uint8 display sRGB.
+        frames: ``(frame number, image)`` pairs, consecutive numbers, H×W×3 uint8 display sRGB.
         crop_size: the aligned crop size recorded in the track (128, 256 or 512).
 
     Returns:
-        N×68×2 float32 smoothed landmarks in plate pixels; NaN where the face is not tracked.
+        ``(numbers, points)``: N int64 frame numbers and N×68×2 float32 smoothed landmarks in
+        plate pixels, NaN where the face is not tracked (N = 0 for a clip with no frames).
     """
     from pipeline.track import TrackConfig, merge_chunks, track_chunk
 
     cfg = TrackConfig(crop_size=crop_size)  # type: ignore[arg-type]
-    chunks = []
-    for s in range(0, len(images), cfg.chunk_size):
-        pairs = zip(numbers[s : s + cfg.chunk_size].tolist(), images[s : s + cfg.chunk_size])
-        chunks.append(track_chunk(pairs, cfg, None))
-    lm = merge_chunks(chunks, cfg, (images.shape[2], images.shape[1]))
+    it = iter(frames)
+    chunks, numbers = [], []
+    plate_size: tuple[int, int] | None = None
+    while batch := list(itertools.islice(it, cfg.chunk_size)):
+        plate_size = (batch[0][1].shape[1], batch[0][1].shape[0])
+        numbers.extend(fno for fno, _ in batch)
+        chunks.append(track_chunk(batch, cfg, None))
+        del batch
+    if plate_size is None:
+        return np.zeros(0, np.int64), np.zeros((0, 68, 2), np.float32)
+    lm = merge_chunks(chunks, cfg, plate_size)
     pts = np.asarray(lm.points, np.float32)
     pts[~lm.tracked] = np.nan
-    return pts
+    return np.asarray(numbers, np.int64), pts
 
 
 def load_clip(
@@ -162,7 +164,10 @@ def load_clip(
     max_frames: int | None = None,
     cache: str | Path | None = None,
 ) -> ClipFaces:
-    """Read, track and align a clip (landmarks are cached by the file's SHA-256).
+    """Track and align a clip (landmarks are cached by the file's SHA-256).
+
+    The clip is decoded twice, once to track and once to align, and only the aligned crops are
+    kept: memory grows with the number of frames times the crop size, not the plate size.
 
     Args:
         path: the clip.
@@ -174,39 +179,55 @@ def load_clip(
         the :class:`ClipFaces` of the tracked frames.
 
     Raises:
-        EvalError: no frames, or no tracked face.
+        DecodeError: a missing or unreadable clip.
+        EvalError: no frames.
+        NoFaceError: no tracked face.
     """
     from pipeline.align import align_image
 
     path = Path(path)
-    numbers, images = read_frames(path, max_frames)
     cached = None
-    if cache is not None:
-        key = f"{path.stem}_{_sha256(path)[:16]}_{len(numbers)}.npz"
+    if cache is not None and path.is_file():  # an image-sequence pattern is not cached
+        key = f"{path.stem}_{sha256_file(path)[:16]}_{max_frames or 'all'}.npz"
         cached = Path(cache) / key
     if cached is not None and cached.is_file():
         with np.load(cached, allow_pickle=False) as z:
-            plate_pts = z["points"]
+            numbers, plate_pts = z["numbers"], z["points"]
     else:
         t0 = time.monotonic()
         track_size = size if size in (128, 256, 512) else 256
-        plate_pts = track_clip(numbers, images, track_size)
+        numbers, plate_pts = track_clip(iter_frames(path, max_frames), track_size)
         log.info("tracked %s: %d frames in %.1f s", path.name, len(numbers), time.monotonic() - t0)
         if cached is not None:
             from pipeline.atomic import write_npz
 
             cached.parent.mkdir(parents=True, exist_ok=True)
-            write_npz(cached, points=plate_pts)
+            write_npz(cached, numbers=numbers, points=plate_pts)
+    if len(numbers) == 0:
+        raise EvalError(f"{path} holds no frames", "pass a clip with a face in it")
     ok = np.isfinite(plate_pts).all(axis=(1, 2))
     if ok.sum() == 0:
         raise NoFaceError(f"no face tracked in {path}", "pass a clip with one visible face")
-    crops, pts, fwd = [], [], []
-    for i in np.nonzero(ok)[0]:
-        a = align_image(images[i], plate_pts[i], size)
+    row = {int(f): i for i, f in enumerate(numbers)}
+    crops, pts, fwd, kept = [], [], [], []
+    for fno, image in iter_frames(path, max_frames):
+        i = row.get(fno)
+        if i is None or not ok[i]:
+            continue
+        a = align_image(image, plate_pts[i], size)
         crops.append(a.crop.astype(np.float32) / 255.0)
         pts.append(a.points_in_crop.astype(np.float32))
         fwd.append(np.asarray(a.transform, np.float64))
-    return ClipFaces(path.stem, numbers[ok], np.stack(crops), np.stack(pts), np.stack(fwd))
+        kept.append(fno)
+    if len(kept) != int(ok.sum()):
+        raise EvalError(
+            f"{path} decoded to other frames the second time ({len(kept)} tracked frames of "
+            f"{int(ok.sum())})",
+            "check that the clip is not being rewritten, and clear the landmark cache",
+        )
+    return ClipFaces(
+        path.stem, np.asarray(kept, np.int64), np.stack(crops), np.stack(pts), np.stack(fwd)
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,9 +46,9 @@ def test_a_bad_clip_is_named_and_the_others_are_kept(bench, tmp_path, monkeypatc
     def fake_eval(clip, *args, **kwargs):
         calls.append(Path(clip))
         if Path(clip) == missing:
-            from pipeline.eval import read_frames
+            from pipeline.eval import load_clip
 
-            read_frames(clip)  # the real decoder's named error
+            load_clip(clip, 64)  # the real decoder's named error
         return dict(_scored(Path(clip), 0.04), frames=[{"frame": 1}])
 
     monkeypatch.setattr("pipeline.eval.evaluate_clip", fake_eval)

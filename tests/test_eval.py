@@ -168,3 +168,25 @@ def test_evaluate_clip_end_to_end(moving_clip: Path, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "eval.png").stat().st_size > 0
     assert list((tmp_path / "cache").glob("astro_*.npz"))  # landmarks cached for reruns
     assert "learned" in ev.format_summary(res)
+
+
+def test_load_clip_streams_tracks_once_and_reuses_the_cache(
+    moving_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("dlib")
+    first = ev.load_clip(moving_clip, 64, max_frames=10, cache=tmp_path)
+    assert first.frames.tolist() == list(range(first.frames[0], first.frames[0] + 10))
+    assert first.crops.shape == (10, 64, 64, 3) and first.crops.dtype == np.float32
+    assert first.points.shape == (10, 68, 2) and first.transforms.shape == (10, 2, 3)
+    (cached,) = tmp_path.glob("astro_*_10.npz")
+    with pytest.raises(LikenessError, match="does not exist"):
+        ev.load_clip(tmp_path / "missing.mov", 64, cache=tmp_path)
+
+    def no_tracking(*args: object, **kwargs: object) -> None:
+        raise AssertionError("tracked again although the landmarks were cached")
+
+    monkeypatch.setattr(ev, "track_clip", no_tracking)
+    again = ev.load_clip(moving_clip, 64, max_frames=10, cache=tmp_path)
+    np.testing.assert_array_equal(again.frames, first.frames)
+    np.testing.assert_allclose(again.points, first.points)
+    np.testing.assert_allclose(again.crops, first.crops)
