@@ -232,13 +232,13 @@ def main(argv: list[str] | None = None) -> int:
                      "message": exc.message, "fix": exc.hint}
                 )  # fmt: skip
                 print(f"{clip.stem}: FAILED, {type(exc).__name__}: {exc}", flush=True)
+                save()
                 continue
             res = {k: v for k, v in res.items() if k != "frames"}
             res["wall_s"] = round(time.time() - t0, 1)
         results.append(res)
         print_clip(res)
         save()
-    save()
     print(headline(results, failed), flush=True)
     return 1 if failed else 0
 
