@@ -55,14 +55,14 @@ SYSTEMS = ("warp", "fused", "clip_refiner", "cross_refiner", "plate_oracle")
 NEAREST = 3  # single warps beside the fused one in the refiner's input
 
 
-def warp_stack(images, points, target, top, temp):
+def warp_stack(images, points, target, fusion):
     """The refiner's input: the fused warp and the NEAREST nearest single warps of ``images``
     (K×S×S×3 float32 sRGB, K×68×2 crop pixels) onto ``target`` → S×S×(3 + 3·NEAREST) float32."""
     from pipeline.models.warp import fusion_weights, shape_distance, warp_image
 
     d = np.array([shape_distance(p, target) for p in points])
-    warps = [warp_image(im, p, target) for im, p in zip(images, points)]
-    w = fusion_weights(d, top, temp)
+    warps = [warp_image(im, p, target, fusion.spline) for im, p in zip(images, points)]
+    w = fusion_weights(d, fusion.top, fusion.temperature)
     fused = sum(np.float32(wi) * x for wi, x in zip(w, warps) if wi > 0)
     order = np.argsort(d, kind="stable")[:NEAREST]
     picked = [warps[o] for o in order] + [warps[order[-1]]] * (NEAREST - len(order))
@@ -134,7 +134,7 @@ def prepare(clip: Path, k: int, episodes: int, cache: Path) -> dict:
     ref_rows, runs = pick_frames(faces.frames, k, 40, 8, 5)
     drive = np.concatenate(runs)
     images, points = faces.crops[ref_rows], faces.points[ref_rows].astype(np.float64)
-    top, temp, _ = select_fusion(images, points, FinetuneConfig())
+    fusion, _ = select_fusion(images, points, FinetuneConfig())
     pts = faces.points.astype(np.float64)
     # The clip's own training pairs: each reference rebuilt from the others, dropping the j
     # nearest for j = 0..3 (coverage as good as, then worse than, a driving frame's).
@@ -144,7 +144,7 @@ def prepare(clip: Path, k: int, episodes: int, cache: Path) -> dict:
                         key=lambda s: shape_distance(points[s], points[t]))  # fmt: skip
         for j in range(min(4, len(others))):
             srcs = others[j:]
-            own_x.append(warp_stack(images[srcs], points[srcs], points[t], top, temp))
+            own_x.append(warp_stack(images[srcs], points[srcs], points[t], fusion))
             own_y.append(images[t])
     # Test-like episodes for the other clips' cross refiner.
     gap = np.abs(faces.frames[:, None] - faces.frames[ref_rows][None, :]).min(axis=1)
@@ -152,18 +152,19 @@ def prepare(clip: Path, k: int, episodes: int, cache: Path) -> dict:
     ep = cand[np.linspace(0, len(cand) - 1, min(episodes, len(cand))).round().astype(int)]
     return {
         "name": faces.name,
-        "top": top,
-        "temperature": temp,
+        "top": fusion.top,
+        "temperature": fusion.temperature,
+        "spline": fusion.spline,
         "images": images,
         "points": points,
         "drive_pts": pts[drive],
         "drive_fwd": faces.transforms[drive],
         "ref_fwd": faces.transforms[ref_rows],
         "drive_truth": faces.crops[drive],
-        "drive_x": np.stack([warp_stack(images, points, pts[i], top, temp) for i in drive]),
+        "drive_x": np.stack([warp_stack(images, points, pts[i], fusion) for i in drive]),
         "own_x": np.stack(own_x),
         "own_y": np.stack(own_y),
-        "ep_x": np.stack([warp_stack(images, points, pts[i], top, temp) for i in ep]),
+        "ep_x": np.stack([warp_stack(images, points, pts[i], fusion) for i in ep]),
         "ep_y": faces.crops[ep],
     }
 
@@ -256,9 +257,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             outputs["cross_refiner"] = apply_refiner(net, d["drive_x"])
         outputs["plate_oracle"] = plate_oracle(d, outputs["fused"])
-        res = {"clip": d["name"], "fusion": [d["top"], d["temperature"]], **score(outputs, d)}
+        res = {
+            "clip": d["name"],
+            "fusion": [d["top"], d["temperature"], d["spline"]],
+            **score(outputs, d),
+        }
         results.append(res)
-        print(f"{d['name']} (fusion top {d['top']}, T {d['temperature']}, "
+        print(f"{d['name']} (fusion top {d['top']}, T {d['temperature']}, spline {d['spline']}, "
               f"{time.time() - t0:.0f} s)", flush=True)  # fmt: skip
         for name in SYSTEMS:
             if name in res:

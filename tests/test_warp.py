@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import map_coordinates
 
 from pipeline.models.rasterize import rasterize
 from pipeline.models.warp import (
@@ -14,6 +15,7 @@ from pipeline.models.warp import (
     nearest_reference,
     remap_torch,
     shape_distance,
+    tps_map,
     warp_baseline,
     warp_image,
     warp_map,
@@ -82,6 +84,45 @@ def test_landmarks_land_on_target() -> None:
     target = rasterize(dst, size)
     corr = np.corrcoef(warped.ravel(), target.ravel())[0, 1]
     assert corr > 0.85
+
+
+def test_tps_map_is_the_identity_and_reproduces_a_similarity() -> None:
+    size = 48
+    pts = face(size)
+    m = tps_map(pts, pts, size)
+    ys, xs = np.mgrid[0:size, 0:size]
+    assert m.shape == (size, size, 2) and m.dtype == np.float32
+    np.testing.assert_allclose(m[..., 0], xs, atol=1e-3)
+    np.testing.assert_allclose(m[..., 1], ys, atol=1e-3)
+    rot = cv2.getRotationMatrix2D((24.0, 24.0), -4.0, 0.95)
+    rot[:, 2] += (1.0, 2.0)
+    want = apply_similarity(cv2.invertAffineTransform(rot), np.stack([xs, ys], -1).reshape(-1, 2))
+    got = tps_map(pts, apply_similarity(rot, pts), size).reshape(-1, 2)
+    np.testing.assert_allclose(got, want, atol=1e-3)  # an affine motion is in the spline's span
+
+
+def test_tps_moves_the_landmarks_like_the_mesh_and_differs_between_them() -> None:
+    """Both warps send the target's landmarks to the source's; off the points they differ, and
+    ``spline_weight`` blends the two images linearly."""
+    size = 64
+    src, dst = face(size), face(size, mouth_open=0.4)  # wider, the synthetic lip meets the chin
+    pwa, tps = warp_map(src, dst, size), tps_map(src, dst, size)
+
+    def at_targets(m: np.ndarray) -> np.ndarray:  # the map sampled (bilinearly) at ``dst``
+        return np.stack([map_coordinates(m[..., c], dst[:, ::-1].T, order=1) for c in (0, 1)], 1)
+
+    assert np.abs(at_targets(tps) - src).max() < 0.3
+    assert np.abs(at_targets(pwa) - src).max() < 0.3
+    assert np.abs(pwa - tps).max() > 1.0
+    img = portrait(size)
+    a, b = warp_image(img, src, dst, 0.0), warp_image(img, src, dst, 1.0)
+    np.testing.assert_array_equal(a, warp_image(img, src, dst))
+    np.testing.assert_allclose(warp_image(img, src, dst, 0.25), 0.75 * a + 0.25 * b, atol=1e-6)
+    warped = warp_image(rasterize(src, size), src, dst, 1.0)
+    corr = np.corrcoef(warped.ravel(), rasterize(dst, size).ravel())[0, 1]
+    assert corr > 0.85
+    with pytest.raises(WarpInputError, match="outside 0..1"):
+        warp_image(img, src, dst, 1.5)
 
 
 def test_nearest_reference_and_baseline() -> None:

@@ -4,11 +4,15 @@ Not in Zakharov et al. 2019. It is the floor the learned model must beat, and, o
 second input (``Generator(use_warp=True)``), so that G learns a correction instead of a whole
 face.
 
-The warp is piecewise-affine over a Delaunay mesh of the target's 68 points plus a ring of
-anchors outside the crop. The anchors follow the global similarity between the two shapes, so
-hair, neck and background move with the head. The dense map is computed in numpy/scipy; the
-resampling is ``cv2.remap`` or its 4-D ``grid_sample`` twin :func:`remap_torch`
-(ONNX/TensorRT-friendly: never a 5-D ``grid_sample``).
+The baseline warp is piecewise-affine over a Delaunay mesh of the target's 68 points plus a ring
+of anchors outside the crop. The anchors follow the global similarity between the two shapes, so
+hair, neck and background move with the head. A thin-plate spline through the same points
+(:func:`tps_map`) is the smooth alternative: it bends the cheeks, forehead and hair where the
+mesh folds them at triangle edges, and it is worse where the mesh's straight edges are right.
+G's warp input may blend the two images (``spline_weight``), chosen per actor by leave-one-out
+over the references (:func:`pipeline.train.finetune.select_fusion`). The dense maps are computed
+in numpy/scipy; the resampling is ``cv2.remap`` or its 4-D ``grid_sample`` twin
+:func:`remap_torch` (ONNX/TensorRT-friendly: never a 5-D ``grid_sample``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.interpolate import RBFInterpolator
 from scipy.spatial import Delaunay
 from torch import nn
 
@@ -82,7 +87,60 @@ def warp_map(src_points: np.ndarray, dst_points: np.ndarray, size: int) -> np.nd
     return mapped.reshape(size, size, 2).astype(np.float32)  # size×size×2
 
 
-def warp_image(image: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray) -> np.ndarray:
+#: Smoothing of :func:`tps_map` (scipy's ``RBFInterpolator``), in squared crop pixels. It keeps
+#: the spline solvable when points coincide (a closed mouth's inner lips); 0–10 score alike.
+TPS_SMOOTHING = 1.0
+
+
+def tps_map(src_points: np.ndarray, dst_points: np.ndarray, size: int) -> np.ndarray:
+    """Dense backward map of the thin-plate spline taking ``src_points`` to ``dst_points``.
+
+    The spline interpolates the same points as :func:`warp_map`: the 68 landmarks and the ring
+    of anchors that follow the global similarity, so the two maps agree far from the face.
+
+    Args:
+        src_points: 68×2 float, landmarks of the source image, crop pixels.
+        dst_points: 68×2 float, target landmarks, crop pixels.
+        size: crop side.
+
+    Returns:
+        size×size×2 float32: for each output pixel, the (x, y) to sample in the source.
+
+    Raises:
+        WarpInputError: wrong shapes or non-finite points.
+    """
+    src = _check_points(src_points, "source")
+    dst = _check_points(dst_points, "target")
+    glob = fit_similarity(dst, src)  # target frame → source frame
+    anchors = _anchors(size)
+    spline = RBFInterpolator(
+        np.concatenate([dst, anchors]),
+        np.concatenate([src, apply_similarity(glob, anchors)]),
+        kernel="thin_plate_spline",
+        smoothing=TPS_SMOOTHING,
+    )
+    ys, xs = np.mgrid[0:size, 0:size]
+    pix = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)  # P×2
+    return spline(pix).reshape(size, size, 2).astype(np.float32)  # size×size×2
+
+
+def _remap(image: np.ndarray, pixel_map: np.ndarray) -> np.ndarray:
+    out = cv2.remap(
+        np.ascontiguousarray(image, np.float32),
+        pixel_map[..., 0],
+        pixel_map[..., 1],
+        interpolation=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return out.reshape(image.shape)
+
+
+def warp_image(
+    image: np.ndarray,
+    src_points: np.ndarray,
+    dst_points: np.ndarray,
+    spline_weight: float = 0.0,
+) -> np.ndarray:
     """Warp ``image`` so that its landmarks ``src_points`` land on ``dst_points``.
 
     Args:
@@ -90,24 +148,28 @@ def warp_image(image: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray
             square, with ``src_points`` in its pixel coordinates.
         src_points: 68×2 float.
         dst_points: 68×2 float.
+        spline_weight: 0 = the piecewise-affine warp (the baseline), 1 = the thin-plate spline
+            (:func:`tps_map`); in between, the two warped images blended with this weight on
+            the spline's.
 
     Returns:
         H×W×C float32, same colour space.
 
     Raises:
-        WarpInputError: non-square image or bad landmarks.
+        WarpInputError: non-square image, bad landmarks or a weight outside 0..1.
     """
     if image.ndim != 3 or image.shape[0] != image.shape[1]:
         raise WarpInputError(f"warp needs a square H×W×C image, got {image.shape}", "align first")
-    m = warp_map(src_points, dst_points, image.shape[0])
-    out = cv2.remap(
-        np.ascontiguousarray(image, np.float32),
-        m[..., 0],
-        m[..., 1],
-        interpolation=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    return out.reshape(image.shape)
+    a = float(spline_weight)
+    if not 0.0 <= a <= 1.0:
+        raise WarpInputError(f"spline weight {spline_weight} is outside 0..1", "pass 0..1")
+    size = image.shape[0]
+    out = np.zeros(image.shape, np.float32)
+    if a < 1.0:
+        out += np.float32(1.0 - a) * _remap(image, warp_map(src_points, dst_points, size))
+    if a > 0.0:
+        out += np.float32(a) * _remap(image, tps_map(src_points, dst_points, size))
+    return out
 
 
 def shape_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -224,12 +286,13 @@ def fused_warp(
     target_points: np.ndarray,
     top: int = 3,
     temperature: float = 0.01,
+    spline_weight: float = 0.0,
 ) -> np.ndarray:
     """Multi-reference warp: the ``top`` nearest sources warped to the target and blended.
 
     Averaging several plausible warps lowers the error where one warp alone is wrong (hair,
     background, the mouth), weighted toward the sources whose landmark shape is nearest. With
-    ``top=1`` it is exactly :func:`warp_baseline`'s image.
+    ``top=1`` and ``spline_weight=0`` it is exactly :func:`warp_baseline`'s image.
 
     Args:
         src_images: K×S×S×3 float32 in 0..1, display sRGB, aligned crops.
@@ -237,6 +300,7 @@ def fused_warp(
         target_points: 68×2 float, target landmarks in crop pixels.
         top: sources blended.
         temperature: see :func:`fusion_weights`.
+        spline_weight: each source's warp, see :func:`warp_image` (0 = piecewise-affine).
 
     Returns:
         S×S×3 float32, display sRGB.
@@ -255,5 +319,5 @@ def fused_warp(
     w = fusion_weights(dist, top, temperature)
     out = np.zeros(np.asarray(src_images[0]).shape, np.float32)
     for k in np.nonzero(w)[0]:
-        out += np.float32(w[k]) * warp_image(src_images[k], src_points[k], target)
+        out += np.float32(w[k]) * warp_image(src_images[k], src_points[k], target, spline_weight)
     return out

@@ -88,10 +88,13 @@ class FinetuneConfig:
             (:func:`pipeline.models.warp.fused_warp`), in training and at inference alike;
             1 = the nearest reference only.
         fuse_temperature: softmax temperature of the blend, in shape-distance units.
-        fuse_select: choose ``fuse_top`` and ``fuse_temperature`` by leave-one-out over the
-            references (each reference rebuilt from the others, L1 + SSIM), from
-            :data:`FUSE_TOPS` × :data:`FUSE_TEMPERATURES`; the configured pair is a candidate
-            too. Only the references are looked at.
+        fuse_spline: how each reference is warped: 0 = piecewise-affine (the baseline's warp),
+            1 = thin-plate spline, in between a blend of the two images
+            (:func:`pipeline.models.warp.warp_image`).
+        fuse_select: choose ``fuse_top``, ``fuse_temperature`` and ``fuse_spline`` by
+            leave-one-out over the references (each reference rebuilt from the others, L1 +
+            SSIM), from :data:`FUSE_TOPS` × :data:`FUSE_TEMPERATURES` × :data:`FUSE_SPLINES`;
+            the configured triple is a candidate too. Only the references are looked at.
         landmark_dropout: probability that a training pair's landmark drawing is blanked, so
             that G corrects the warp instead of recalling texture keyed on the drawing.
         holdout: references held out of training and scored every ``eval_every`` steps (their
@@ -121,6 +124,7 @@ class FinetuneConfig:
     jitter_px: float = 1.5
     fuse_top: int = 3
     fuse_temperature: float = 0.01
+    fuse_spline: float = 0.0
     fuse_select: bool = True
     landmark_dropout: float = 0.5
     holdout: int = 1
@@ -148,6 +152,8 @@ class FinetuneConfig:
             probs.append(("landmark_dropout", f"got {self.landmark_dropout}, expected 0..1"))
         if not self.fuse_temperature > 0:
             probs.append(("fuse_temperature", f"got {self.fuse_temperature}, expected > 0"))
+        if not 0.0 <= self.fuse_spline <= 1.0:
+            probs.append(("fuse_spline", f"got {self.fuse_spline}, expected 0..1"))
         if self.holdout < 0 or self.self_pairs < 0:
             probs.append(("holdout", f"got {self.holdout}, expected ≥ 0"))
         if self.max_minutes is not None and not self.max_minutes > 0:
@@ -299,49 +305,78 @@ def self_warp(
 #: Candidates of the leave-one-out choice of the warp fusion (``FinetuneConfig.fuse_select``).
 FUSE_TOPS = (1, 2, 3, 5, 8)
 FUSE_TEMPERATURES = (0.005, 0.01, 0.02, 0.05)
+FUSE_SPLINES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fusion:
+    """How G's warp input is built (:func:`pipeline.models.warp.fused_warp`).
+
+    Attributes:
+        top: references blended.
+        temperature: softmax temperature of their weights, in shape-distance units.
+        spline: weight of the thin-plate spline's image in each reference's warp (0 =
+            piecewise-affine).
+    """
+
+    top: int
+    temperature: float
+    spline: float
 
 
 def select_fusion(
     images: np.ndarray, points: np.ndarray, cfg: FinetuneConfig
-) -> tuple[int, float, dict[str, float]]:
+) -> tuple[Fusion, dict[str, float]]:
     """Leave-one-out choice of the warp fusion: each reference rebuilt from the others.
 
     Args:
         images: K×S×S×3 float32 display sRGB references.
         points: K×68×2 float landmarks in crop pixels.
-        cfg: the configured ``fuse_top``/``fuse_temperature`` (also a candidate).
+        cfg: the configured ``fuse_top``/``fuse_temperature``/``fuse_spline`` (also a
+            candidate).
 
     Returns:
-        ``(top, temperature, scores)``: the pair with the lowest mean L1 + SSIM loss, and every
-        candidate's score keyed ``"top/temperature"``. With K < 3 the configured pair.
+        ``(fusion, scores)``: the candidate with the lowest mean L1 + SSIM loss (ties go to the
+        smaller top, temperature and spline weight), and every candidate's score keyed
+        ``"top/temperature/spline"``. With K < 3 the configured fusion.
     """
     k = len(images)
+    configured = Fusion(cfg.fuse_top, cfg.fuse_temperature, cfg.fuse_spline)
     if k < 3:
-        return cfg.fuse_top, cfg.fuse_temperature, {}
-    warps = {
-        (t, s): warp_image(images[s], points[s], points[t])
-        for t in range(k)
-        for s in range(k)
-        if s != t
-    }
-    dist = {key: shape_distance(points[key[1]], points[key[0]]) for key in warps}
+        return configured, {}
+    pairs = [(t, s) for t in range(k) for s in range(k) if s != t]
+    affine = {(t, s): warp_image(images[s], points[s], points[t], 0.0) for t, s in pairs}
+    spline = {(t, s): warp_image(images[s], points[s], points[t], 1.0) for t, s in pairs}
+    dist = {key: shape_distance(points[key[1]], points[key[0]]) for key in pairs}
     real = _to_chw(images)
-    cands = {(top, temp) for top in FUSE_TOPS for temp in FUSE_TEMPERATURES if top < k}
-    cands.add((min(cfg.fuse_top, k - 1), cfg.fuse_temperature))
+    cands = {
+        (top, temp, a)
+        for top in FUSE_TOPS
+        for temp in FUSE_TEMPERATURES
+        for a in FUSE_SPLINES
+        if top < k
+    }
+    cands.add((min(cfg.fuse_top, k - 1), cfg.fuse_temperature, cfg.fuse_spline))
     scores: dict[str, float] = {}
-    best = (math.inf, cfg.fuse_top, cfg.fuse_temperature)
-    for top, temp in sorted(cands):
+    best = (math.inf, configured)
+    for top, temp, a in sorted(cands):
         fused = []
         for t in range(k):
             srcs = [s for s in range(k) if s != t]
             w = fusion_weights(np.array([dist[(t, s)] for s in srcs]), top, temp)
-            fused.append(sum(np.float32(wi) * warps[(t, s)] for wi, s in zip(w, srcs) if wi > 0))
+            fused.append(
+                sum(
+                    np.float32(wi) * ((1 - a) * affine[(t, s)] + a * spline[(t, s)])
+                    for wi, s in zip(w, srcs)
+                    if wi > 0
+                )
+            )
         fake = _to_chw(np.stack(fused).astype(np.float32))
         score = float(multiscale_l1(fake, real) + ssim_loss(fake, real))
-        scores[f"{top}/{temp}"] = score
+        scores[f"{top}/{temp}/{a}"] = score
         if score < best[0] - 1e-9:
-            best = (score, top, temp)
-    return best[1], best[2], scores
+            best = (score, Fusion(top, temp, a))
+    return best[1], scores
 
 
 def holdout_indices(k: int, holdout: int) -> list[int]:
@@ -385,7 +420,7 @@ def warp_inputs(
 
     def warp_to(t: int, s: int) -> np.ndarray:
         if (t, s) not in cache:
-            cache[(t, s)] = warp_image(images[s], points[s], points[t])
+            cache[(t, s)] = warp_image(images[s], points[s], points[t], cfg.fuse_spline)
         return cache[(t, s)]
 
     pairs: list[tuple[int, int]] = []
@@ -402,7 +437,7 @@ def warp_inputs(
             pairs.append((t, srcs[0]))
         for _ in range(self_pairs):
             away, moved = _self_source(images[t], points[t], cfg.jitter_px, rng)
-            back = warp_image(away, moved, points[t])
+            back = warp_image(away, moved, points[t], cfg.fuse_spline)
             d = np.array([shape_distance(moved, points[t])] + [dist[s] for s in others])
             w = fusion_weights(d, cfg.fuse_top, cfg.fuse_temperature)
             acc = np.float32(w[0]) * back
@@ -588,9 +623,19 @@ def _run(
     # stays as given, so that the resume key does not change.
     pair_cfg = cfg
     if cfg.fuse_select:
-        top, temp, _ = select_fusion(images, points, cfg)
-        pair_cfg = dataclasses.replace(cfg, fuse_top=top, fuse_temperature=temp)
-        log.info("warp fusion by leave-one-out: top %d, temperature %g", top, temp)
+        fusion, _ = select_fusion(images, points, cfg)
+        pair_cfg = dataclasses.replace(
+            cfg,
+            fuse_top=fusion.top,
+            fuse_temperature=fusion.temperature,
+            fuse_spline=fusion.spline,
+        )
+        log.info(
+            "warp fusion by leave-one-out: top %d, temperature %g, spline weight %g",
+            fusion.top,
+            fusion.temperature,
+            fusion.spline,
+        )
     held = holdout_indices(k, cfg.holdout)
     jitter_rng = np.random.default_rng([cfg.seed, 1])
     train_ids = [t for t in range(k) if t not in held]
@@ -624,6 +669,7 @@ def _run(
                 "best": best or None,
                 "fuse_top": pair_cfg.fuse_top,
                 "fuse_temperature": pair_cfg.fuse_temperature,
+                "fuse_spline": pair_cfg.fuse_spline,
                 "image_size": size,
                 "ref_images": torch.from_numpy(
                     np.round(images * 255.0).clip(0, 255).astype(np.uint8)
@@ -818,6 +864,8 @@ class ActorModel:
         ref_points: K×68×2 float32, crop pixels.
         fuse_top: references blended into the warp input (1 = nearest only).
         fuse_temperature: the blend's softmax temperature.
+        fuse_spline: weight of the thin-plate spline in each reference's warp (0 =
+            piecewise-affine).
     """
 
     def __init__(
@@ -828,9 +876,11 @@ class ActorModel:
         ref_points: np.ndarray,
         fuse_top: int = 1,
         fuse_temperature: float = 0.01,
+        fuse_spline: float = 0.0,
     ) -> None:
         self.fuse_top = fuse_top
         self.fuse_temperature = fuse_temperature
+        self.fuse_spline = fuse_spline
         self.generator = generator.eval()
         self.psi = psi.detach()
         self.ref_images = ref_images
@@ -857,13 +907,19 @@ class ActorModel:
             extra["ref_points"].numpy(),
             fuse_top=int(extra.get("fuse_top", 1)),
             fuse_temperature=float(extra.get("fuse_temperature", 0.01)),
+            fuse_spline=float(extra.get("fuse_spline", 0.0)),  # older checkpoints: affine
         )
 
     def warp_input(self, target_points: np.ndarray) -> np.ndarray:
         """G's warp input: the nearest references warped to ``target_points`` (68×2) and blended
         as in training (:func:`pipeline.models.warp.fused_warp`) → S×S×3 float32 sRGB."""
         return fused_warp(
-            self.ref_images, self.ref_points, target_points, self.fuse_top, self.fuse_temperature
+            self.ref_images,
+            self.ref_points,
+            target_points,
+            self.fuse_top,
+            self.fuse_temperature,
+            self.fuse_spline,
         )
 
     @torch.no_grad()

@@ -119,6 +119,8 @@ class MetaTrainConfig:
         fuse_top: G's warp input blends this many nearest references of the episode, as the
             fine-tune does (:func:`pipeline.models.warp.fused_warp`; 1 = the nearest only).
         fuse_temperature: the blend's softmax temperature, in shape-distance units.
+        fuse_spline: weight of the thin-plate spline in each reference's warp (0 =
+            piecewise-affine; :func:`pipeline.models.warp.warp_image`).
     """
 
     profile: str = "cpu-preview"
@@ -139,6 +141,7 @@ class MetaTrainConfig:
     amp: bool = True
     fuse_top: int = 3
     fuse_temperature: float = 0.01
+    fuse_spline: float = 0.0
 
     def validate(self) -> list[tuple[str, str]]:
         """Problems as ``(key, what)``; empty when valid."""
@@ -149,6 +152,8 @@ class MetaTrainConfig:
         ]
         if not self.fuse_temperature > 0:
             probs.append(("fuse_temperature", f"got {self.fuse_temperature}, expected > 0"))
+        if not 0.0 <= self.fuse_spline <= 1.0:
+            probs.append(("fuse_spline", f"got {self.fuse_spline}, expected 0..1"))
         if self.max_minutes is not None and not self.max_minutes > 0:
             probs.append(("max_minutes", f"got {self.max_minutes}, expected > 0 or null"))
         probs += [(f"weights.{k}", w) for k, w in self.weights.validate()]
@@ -272,6 +277,7 @@ def sample_episodes(
     rank: int,
     fuse_top: int = 1,
     fuse_temperature: float = 0.01,
+    fuse_spline: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Draw ``count`` episodes of K+1 frames, deterministically from ``(seed, step, rank)``.
 
@@ -297,7 +303,14 @@ def sample_episodes(
             pts.append(all_pts[j].astype(np.float32) * scale)
         lms = [rasterize(p, size) for p in pts]
         warps.append(
-            fused_warp(np.stack(imgs[:k]), np.stack(pts[:k]), pts[k], fuse_top, fuse_temperature)
+            fused_warp(
+                np.stack(imgs[:k]),
+                np.stack(pts[:k]),
+                pts[k],
+                fuse_top,
+                fuse_temperature,
+                fuse_spline,
+            )
         )
         refs.append(np.stack(imgs[:k]))
         ref_lms.append(np.stack(lms[:k]))
@@ -424,7 +437,10 @@ def _train(
     config_json = to_jsonable(cfg)
     if resume and ckpt.is_file():
         blob = load_checkpoint(ckpt)
-        if blob["extra"].get("world_size") != world or blob["config"] != config_json:
+        # Keys added since the checkpoint was written (e.g. fuse_spline) count at their default,
+        # which is the behaviour of the code that wrote it.
+        saved = {**to_jsonable(MetaTrainConfig()), **blob["config"]}
+        if blob["extra"].get("world_size") != world or saved != config_json:
             raise CheckpointError(
                 f"{ckpt} was written by a run with another config or world size "
                 f"({blob['extra'].get('world_size')} processes, now {world})",
@@ -482,7 +498,7 @@ def _train(
             break
         batch = sample_episodes(
             videos, cfg.k, cfg.batch_size, size, cfg.seed, step, rank,
-            cfg.fuse_top, cfg.fuse_temperature,
+            cfg.fuse_top, cfg.fuse_temperature, cfg.fuse_spline,
         )  # fmt: skip
         batch = {k: v.to(device) for k, v in batch.items()}
         real, lm = batch["target"], batch["target_lm"]

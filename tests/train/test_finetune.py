@@ -70,6 +70,7 @@ def test_early_stopping_keeps_the_best_held_out_step(
         torch.testing.assert_close(blob["model"]["generator"][key], value, rtol=0, atol=0)
     model = ActorModel.from_checkpoint(res.checkpoint)
     assert model.fuse_top == blob["extra"]["fuse_top"] >= 1
+    assert model.fuse_spline == blob["extra"]["fuse_spline"]
 
 
 def test_actor_psi_starts_from_the_embedding(astronaut_refs, tiny_profile, tmp_path) -> None:
@@ -112,6 +113,8 @@ def test_bad_references(tiny_profile, tmp_path, astronaut_refs) -> None:
         from_mapping(FinetuneConfig, {"steps": 0})
     with pytest.raises(ConfigError, match="stepz"):
         from_mapping(FinetuneConfig, {"stepz": 3})
+    with pytest.raises(ConfigError, match="fuse_spline"):
+        from_mapping(FinetuneConfig, {"fuse_spline": 1.5})
 
 
 def test_vgg_path_configured_but_missing(astronaut_refs, tiny_profile, tmp_path) -> None:
