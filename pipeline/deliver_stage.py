@@ -127,14 +127,46 @@ class _QcCollector:
         self.rows.append(ContactRow(fr.number, plate_disp, lms, crop, comp_disp, diff))
 
 
-def _training_curves(path: Path | None) -> dict[str, list[float]]:
+def _read_curves(path: Path | None) -> dict[str, Any]:
     if path is None or not path.is_file():
         return {}
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _training_curves(path: Path | None) -> dict[str, list[float]]:
+    data = _read_curves(path)
     return {k: v for k, v in data.items() if k != "step" and isinstance(v, list)}
+
+
+def finetune_note(path: Path | None) -> str | None:
+    """The QC page's line on the fine-tune, from ``loss_curve.json``'s summary: the step kept
+    and how G's warp input is built. ``None`` without a summary (older fine-tunes)."""
+    summary = _read_curves(path).get("summary")
+    if not isinstance(summary, dict):
+        return None
+    try:
+        steps, kept = int(summary["steps"]), int(summary["kept_step"])
+        fusion = summary["fusion"]
+        top, temp = int(fusion["top"]), float(fusion["temperature"])
+        spline = float(fusion["spline"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    warp = (
+        "piecewise-affine" if spline == 0.0
+        else "thin-plate spline" if spline == 1.0
+        else f"piecewise-affine and thin-plate spline blended (spline weight {spline:g})"
+    )  # fmt: skip
+    refs = "the nearest reference" if top == 1 else f"the {top} nearest references"
+    line = f"Fine-tune: {steps} steps; kept step {kept}"
+    if summary.get("early_stopping"):
+        line += " (the best on the held-out references)"
+        if kept == 0:
+            line += ", so the fine-tune did not improve on the starting model"
+    return f"{line}. G's warp input: {refs}, {warp}, blend temperature {temp:g}."
 
 
 def run_delivery(
@@ -250,7 +282,10 @@ def run_delivery(
                 exr_path=str(out_dir / "exr" / f"{shot}.####.exr"),
                 movie_path=str(out_dir / f"{shot}_{version}.mov"),
                 created=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                notes=[f"{len(untouched)} frame(s) passed through untouched"] if untouched else [],
+                notes=[
+                    *([f"{len(untouched)} frame(s) passed through untouched"] if untouched else []),
+                    *filter(None, [finetune_note(training_curves)]),
+                ],
             ),
         )
 

@@ -325,7 +325,10 @@ class Fusion:
 
 
 def select_fusion(
-    images: np.ndarray, points: np.ndarray, cfg: FinetuneConfig
+    images: np.ndarray,
+    points: np.ndarray,
+    cfg: FinetuneConfig,
+    splines: Sequence[float] = FUSE_SPLINES,
 ) -> tuple[Fusion, dict[str, float]]:
     """Leave-one-out choice of the warp fusion: each reference rebuilt from the others.
 
@@ -334,6 +337,7 @@ def select_fusion(
         points: K×68×2 float landmarks in crop pixels.
         cfg: the configured ``fuse_top``/``fuse_temperature``/``fuse_spline`` (also a
             candidate).
+        splines: the spline weights tried (``(0.0,)``: the piecewise-affine warp only).
 
     Returns:
         ``(fusion, scores)``: the candidate with the lowest mean L1 + SSIM loss (ties go to the
@@ -345,15 +349,20 @@ def select_fusion(
     if k < 3:
         return configured, {}
     pairs = [(t, s) for t in range(k) for s in range(k) if s != t]
-    affine = {(t, s): warp_image(images[s], points[s], points[t], 0.0) for t, s in pairs}
-    spline = {(t, s): warp_image(images[s], points[s], points[t], 1.0) for t, s in pairs}
+    weights = {*splines, cfg.fuse_spline}
+    affine = {p: warp_image(images[p[1]], points[p[1]], points[p[0]], 0.0) for p in pairs}
+    spline = (
+        {p: warp_image(images[p[1]], points[p[1]], points[p[0]], 1.0) for p in pairs}
+        if max(weights) > 0
+        else affine
+    )
     dist = {key: shape_distance(points[key[1]], points[key[0]]) for key in pairs}
     real = _to_chw(images)
     cands = {
         (top, temp, a)
         for top in FUSE_TOPS
         for temp in FUSE_TEMPERATURES
-        for a in FUSE_SPLINES
+        for a in splines
         if top < k
     }
     cands.add((min(cfg.fuse_top, k - 1), cfg.fuse_temperature, cfg.fuse_spline))
@@ -779,7 +788,17 @@ def _run(
     sha = save(step, elapsed)
     g.eval()
     preview = _write_preview(out_dir / "preview.png", g, actor.psi, t_real, t_lm, t_warp, pairs)
-    curves_json, curves_png = _write_curves(out_dir, history)
+    summary = {
+        "steps": step,
+        "kept_step": int(best["step"]) if best else step,
+        "early_stopping": bool(best),
+        "fusion": {
+            "top": pair_cfg.fuse_top,
+            "temperature": pair_cfg.fuse_temperature,
+            "spline": pair_cfg.fuse_spline,
+        },
+    }
+    curves_json, curves_png = _write_curves(out_dir, history, summary)
     return FinetuneResult(
         checkpoint=ckpt_path,
         sha256=sha,
@@ -828,15 +847,20 @@ def _write_preview(
     return path
 
 
-def _write_curves(out_dir: Path, history: dict[str, list[float]]) -> tuple[Path, Path]:
-    """Write ``loss_curve.json`` and a matplotlib plot ``loss_curve.png``."""
+def _write_curves(
+    out_dir: Path, history: dict[str, list[float]], summary: dict[str, Any]
+) -> tuple[Path, Path]:
+    """Write ``loss_curve.json`` (the per-step history, plus ``summary``: the steps run, the
+    step kept and the warp fusion used, for the QC page) and a matplotlib plot
+    ``loss_curve.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     json_path = write_json(
-        out_dir / "loss_curve.json", {"schema": "likeness.loss_curve/1", **history}
+        out_dir / "loss_curve.json",
+        {"schema": "likeness.loss_curve/1", **history, "summary": summary},
     )
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     steps = history["step"]

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from pipeline.config import from_mapping
+from pipeline.deliver_stage import finetune_note
 from pipeline.errors import CheckpointError, ConfigError, WeightsMissingError
 from pipeline.train.checkpoint import load_checkpoint
 from pipeline.train.finetune import (
@@ -71,6 +72,10 @@ def test_early_stopping_keeps_the_best_held_out_step(
     model = ActorModel.from_checkpoint(res.checkpoint)
     assert model.fuse_top == blob["extra"]["fuse_top"] >= 1
     assert model.fuse_spline == blob["extra"]["fuse_spline"]
+    summary = json.loads(res.curves_json.read_text())["summary"]
+    assert summary["kept_step"] == res.best_step and summary["steps"] == res.step == 8
+    assert summary["fusion"]["spline"] == model.fuse_spline
+    assert f"kept step {res.best_step} (the best on the held-out" in finetune_note(res.curves_json)
 
 
 def test_actor_psi_starts_from_the_embedding(astronaut_refs, tiny_profile, tmp_path) -> None:
