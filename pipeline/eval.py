@@ -706,6 +706,11 @@ def evaluate_clip(
                 "seconds": round(res.elapsed_s, 1),
                 "best_step": res.best_step,
                 "holdout_loss": res.holdout_loss,
+                "fusion": {  # G's warp input, as chosen by the fine-tune
+                    "top": model.fuse_top,
+                    "temperature": model.fuse_temperature,
+                    "spline": model.fuse_spline,
+                },
                 "base": str(base) if base is not None else None,
                 "base_sha256": base_sha,
                 "config": to_jsonable(cfg),
