@@ -51,6 +51,28 @@ def _check_points(points: np.ndarray, name: str) -> np.ndarray:
     return points
 
 
+def _control_points(
+    src_points: np.ndarray, dst_points: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What both warps interpolate: ``(dst_all, src_all, glob, pix)``.
+
+    ``dst_all``/``src_all`` are the 68 landmarks plus the anchor ring, (68 + A)×2 float64, in
+    the target's and the source's crop pixels. ``glob`` is the 2×3 similarity from the target to
+    the source, and ``pix`` is the P×2 grid of output pixel centres (P = size²).
+
+    Raises:
+        WarpInputError: wrong shapes or non-finite points.
+    """
+    src = _check_points(src_points, "source")
+    dst = _check_points(dst_points, "target")
+    glob = fit_similarity(dst, src)  # target frame → source frame
+    anchors = _anchors(size)
+    ys, xs = np.mgrid[0:size, 0:size]
+    pix = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)  # P×2
+    dst_all = np.concatenate([dst, anchors])
+    return dst_all, np.concatenate([src, apply_similarity(glob, anchors)]), glob, pix
+
+
 def warp_map(src_points: np.ndarray, dst_points: np.ndarray, size: int) -> np.ndarray:
     """Dense backward map of the piecewise-affine warp taking ``src_points`` to ``dst_points``.
 
@@ -65,16 +87,9 @@ def warp_map(src_points: np.ndarray, dst_points: np.ndarray, size: int) -> np.nd
     Raises:
         WarpInputError: wrong shapes or non-finite points.
     """
-    src = _check_points(src_points, "source")
-    dst = _check_points(dst_points, "target")
-    glob = fit_similarity(dst, src)  # target frame → source frame
-    anchors = _anchors(size)
-    dst_all = np.concatenate([dst, anchors])
-    src_all = np.concatenate([src, apply_similarity(glob, anchors)])
+    dst_all, src_all, glob, pix = _control_points(src_points, dst_points, size)
     # QJ joggles coincident points (a closed mouth's inner lip) so every point is a vertex.
     tri = Delaunay(dst_all, qhull_options="QJ")
-    ys, xs = np.mgrid[0:size, 0:size]
-    pix = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)  # P×2
     simplex = tri.find_simplex(pix)  # P, −1 outside the hull
     inside = simplex >= 0
     s = np.where(inside, simplex, 0)
@@ -96,32 +111,12 @@ TPS_SMOOTHING = 1.0
 def tps_map(src_points: np.ndarray, dst_points: np.ndarray, size: int) -> np.ndarray:
     """Dense backward map of the thin-plate spline taking ``src_points`` to ``dst_points``.
 
-    The spline interpolates the same points as :func:`warp_map`: the 68 landmarks and the ring
-    of anchors that follow the global similarity, so the two maps agree far from the face.
-
-    Args:
-        src_points: 68×2 float, landmarks of the source image, crop pixels.
-        dst_points: 68×2 float, target landmarks, crop pixels.
-        size: crop side.
-
-    Returns:
-        size×size×2 float32: for each output pixel, the (x, y) to sample in the source.
-
-    Raises:
-        WarpInputError: wrong shapes or non-finite points.
+    The spline interpolates the same points as :func:`warp_map` (the 68 landmarks and the ring
+    of anchors that follow the global similarity), so the two maps agree far from the face.
+    Arguments, result and errors are :func:`warp_map`'s.
     """
-    src = _check_points(src_points, "source")
-    dst = _check_points(dst_points, "target")
-    glob = fit_similarity(dst, src)  # target frame → source frame
-    anchors = _anchors(size)
-    spline = RBFInterpolator(
-        np.concatenate([dst, anchors]),
-        np.concatenate([src, apply_similarity(glob, anchors)]),
-        kernel="thin_plate_spline",
-        smoothing=TPS_SMOOTHING,
-    )
-    ys, xs = np.mgrid[0:size, 0:size]
-    pix = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)  # P×2
+    dst_all, src_all, _, pix = _control_points(src_points, dst_points, size)
+    spline = RBFInterpolator(dst_all, src_all, kernel="thin_plate_spline", smoothing=TPS_SMOOTHING)
     return spline(pix).reshape(size, size, 2).astype(np.float32)  # size×size×2
 
 
