@@ -10,8 +10,10 @@ Beyond the paper, G can also take a warp image w: the nearest reference frame wa
 target landmarks (:mod:`pipeline.models.warp`). G then predicts a residual r, a blend mask m and
 a synthesized colour s, and returns ``(1 − m)·(w + r) + m·s``. The residual and mask heads start
 at zero (mask bias −5), so an untrained G returns the warp almost unchanged and training only has
-to learn corrections: the inside of the mouth, eyelids, shading. Without a warp input the output
-is ``s``, as in the paper.
+to learn corrections: the inside of the mouth, eyelids, shading. With ``synth_from_warp`` the
+synthesized colour is itself a correction of the warp, ``s = sigmoid(logit(w) + o)``, so an
+untrained G returns the warp exactly instead of blending 0.7 % of a flat grey into it. Without a
+warp input the output is ``s = sigmoid(o)``, as in the paper.
 
 Export: the graph is plain Conv / AveragePool / Resize / ReduceMean / elementwise ops; no
 ``grid_sample``. ``forward(landmark_image, warp_image, adain_params)`` takes ψ as a plain tensor.
@@ -27,6 +29,10 @@ from torch import nn
 
 from pipeline.errors import LikenessError
 from pipeline.models.blocks import AdaResBlock, ResBlockDown, adain, channels, conv
+
+#: The warp is clamped to [ε, 1 − ε] before its logit is taken (``synth_from_warp``); 1e-3 keeps
+#: 1 − ε representable in float16 engines and is under a third of an 8-bit code value.
+WARP_EPS = 1e-3
 
 
 class GeneratorInputError(LikenessError):
@@ -46,6 +52,9 @@ class Generator(nn.Module):
         skip: add encoder features to the decoder at each resolution (U-Net style).
         spectral_norm: spectrally normalise the convolutions (the paper does; slower).
         mask_bias: initial logit of the blend mask; −5 gives m ≈ 0.007.
+        synth_from_warp: predict the synthesized colour as a logit offset from the warp, so that
+            an untrained G returns its warp input exactly. Off by default: checkpoints whose
+            recorded params lack it were trained with ``s = sigmoid(o)`` and keep it.
         projection_std: initial standard deviation of P, scaled by ``1/sqrt(embed_dim)``.
     """
 
@@ -60,10 +69,12 @@ class Generator(nn.Module):
         skip: bool = True,
         spectral_norm: bool = False,
         mask_bias: float = -5.0,
+        synth_from_warp: bool = False,
         projection_std: float = 0.1,
     ) -> None:
         super().__init__()
         self.use_warp = use_warp
+        self.synth_from_warp = synth_from_warp and use_warp
         self.skip = skip
         self.num_down = num_down
         sn = spectral_norm
@@ -176,7 +187,12 @@ class Generator(nn.Module):
         if not self.use_warp:
             return torch.sigmoid(out)
         residual = out[:, 0:3]
-        synth = torch.sigmoid(out[:, 3:6])
+        if self.synth_from_warp:
+            # logit written with log(1 − w), not log1p, which the ONNX opset lacks.
+            w = warp_image.clamp(WARP_EPS, 1.0 - WARP_EPS)
+            synth = torch.sigmoid(out[:, 3:6] + torch.log(w) - torch.log(1.0 - w))
+        else:
+            synth = torch.sigmoid(out[:, 3:6])
         mask = torch.sigmoid(out[:, 6:7])  # B×1×H×W
         return (1.0 - mask) * (warp_image + residual) + mask * synth
 

@@ -13,7 +13,7 @@ from pipeline.errors import ConfigError
 from pipeline.models import MODELS, build, load_profile
 from pipeline.models.discriminator import DiscriminatorInputError
 from pipeline.models.embedder import EmbedderInputError
-from pipeline.models.generator import FoldedGenerator, GeneratorInputError
+from pipeline.models.generator import WARP_EPS, FoldedGenerator, GeneratorInputError
 
 TINY = {"base_channels": 4, "max_channels": 8, "embed_dim": 16}
 
@@ -57,9 +57,36 @@ def test_generator_starts_near_the_warp_and_golden() -> None:
     )
 
 
-def test_generator_learns_away_from_identity() -> None:
+def test_generator_synth_from_warp_starts_at_the_warp() -> None:
+    """With ``synth_from_warp`` an untrained G returns its warp input, with no grey blended in."""
+    lm, warp = _inputs(3, 2, 3, 32, 32), _inputs(4, 2, 3, 32, 32)
+    off = _tiny("generator", num_res=1)
+    on = _tiny("generator", num_res=1, synth_from_warp=True)
+    assert not off.synth_from_warp and on.synth_from_warp
+    psi = on.adain_from_embedding(_inputs(5, 2, 16))
+    got, old = on(lm, warp, psi), off(lm, warp, psi)
+    # the mask's sigmoid(−5) ≈ 0.0067 now blends in the (clamped) warp itself...
+    m = torch.sigmoid(torch.tensor(-5.0))
+    want = (1 - m) * warp + m * warp.clamp(WARP_EPS, 1 - WARP_EPS)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    # ...where the old synthesis blends in sigmoid(0) = 0.5, a flat grey
+    torch.testing.assert_close(old, (1 - m) * warp + m * 0.5, atol=1e-6, rtol=0)
+    assert float((got - warp).abs().max()) <= WARP_EPS
+
+
+def test_profiles_build_g_that_starts_at_the_warp() -> None:
+    """Every shipped profile turns ``synth_from_warp`` on; recorded params without it keep it off."""
+    for name in ("cpu-preview", "farm-256", "farm-512"):
+        assert load_profile(name).params("generator")["synth_from_warp"] is True
+    params = dict(load_profile("cpu-preview").params("generator"))
+    params.pop("synth_from_warp")  # what a checkpoint written before the key records
+    assert not build("generator", params).synth_from_warp
+
+
+@pytest.mark.parametrize("synth_from_warp", [False, True])
+def test_generator_learns_away_from_identity(synth_from_warp: bool) -> None:
     """After a few steps toward another image the output has moved toward it."""
-    g = _tiny("generator", num_res=1)
+    g = _tiny("generator", num_res=1, synth_from_warp=synth_from_warp)
     lm, warp, target = _inputs(3, 1, 3, 32, 32), _inputs(4, 1, 3, 32, 32), _inputs(6, 1, 3, 32, 32)
     psi = torch.zeros(1, g.num_adain)
     opt = torch.optim.Adam(g.parameters(), lr=1e-2)
@@ -89,10 +116,11 @@ def test_generator_bad_input() -> None:
         g(torch.zeros(1, 1, 32, 32), lm, torch.zeros(1, g.num_adain))
 
 
-def test_fold_matches_forward_and_exports_to_onnx() -> None:
+@pytest.mark.parametrize("synth_from_warp", [False, True])
+def test_fold_matches_forward_and_exports_to_onnx(synth_from_warp: bool) -> None:
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    g = _tiny("generator", num_res=1).eval()
+    g = _tiny("generator", num_res=1, synth_from_warp=synth_from_warp).eval()
     psi = 0.1 * _inputs(7, 1, g.num_adain)
     folded = g.fold(psi)
     assert isinstance(folded, FoldedGenerator)
