@@ -7,6 +7,8 @@ with ``yaml.safe_load`` only.
 
 from __future__ import annotations
 
+import collections
+import copy
 import dataclasses
 import hashlib
 import json
@@ -25,6 +27,12 @@ T = TypeVar("T")
 #: is a mistake or an attack.
 MAX_YAML_BYTES = 1 << 20
 
+#: Documents already parsed, by the SHA-256 of their bytes (least recently used dropped first).
+#: Luigi asks each task for its plan many times, and every ask re-reads the spec; reading the
+#: bytes is cheap, parsing them is not. Keyed by content, so an edited file is always re-parsed.
+_PARSED: collections.OrderedDict[bytes, Any] = collections.OrderedDict()
+_PARSED_MAX = 256
+
 
 def _add(probs: list[str], source: str, key: str, what: str) -> None:
     probs.append(f"{source}: {key or '<top>'}: {what}")
@@ -32,6 +40,9 @@ def _add(probs: list[str], source: str, key: str, what: str) -> None:
 
 def read_yaml(path: Path, error_cls: type[ConfigError] = ConfigError) -> Any:
     """Read one YAML document with ``safe_load``, refusing huge files, aliases and custom tags.
+
+    A document whose bytes were parsed before in this process is not parsed again: a deep copy of
+    the earlier result is returned, so callers may change what they get.
 
     Args:
         path: the file.
@@ -50,6 +61,10 @@ def read_yaml(path: Path, error_cls: type[ConfigError] = ConfigError) -> Any:
             [f"{path}: document is {len(data)} bytes, over the {MAX_YAML_BYTES}-byte limit"],
             "shot specs and profiles are small; check that this is the right file",
         )
+    key = hashlib.sha256(data).digest()
+    if key in _PARSED:
+        _PARSED.move_to_end(key)
+        return copy.deepcopy(_PARSED[key])
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -72,10 +87,14 @@ def read_yaml(path: Path, error_cls: type[ConfigError] = ConfigError) -> Any:
                 [f"{path}: YAML tag {tag!r} is not accepted (line {ev.start_mark.line + 1})"]
             )
     try:
-        return yaml.safe_load(text)
+        parsed = yaml.safe_load(text)
     # A timestamp that matches YAML's pattern but is no date (2026-02-30) fails in datetime.
     except (yaml.YAMLError, ValueError) as exc:
         raise error_cls([f"{path}: YAML error: {exc}"]) from exc
+    _PARSED[key] = parsed
+    while len(_PARSED) > _PARSED_MAX:
+        _PARSED.popitem(last=False)
+    return copy.deepcopy(parsed)
 
 
 def from_mapping(

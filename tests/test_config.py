@@ -60,3 +60,22 @@ def test_read_yaml_refuses_anchors_tags_and_huge(tmp_path):
     p.write_bytes(b"a: \xff\xfe\n")
     with pytest.raises(ConfigError, match="UTF-8"):
         read_yaml(p)
+
+
+def test_read_yaml_parses_each_document_once_and_sees_edits(tmp_path, monkeypatch):
+    import yaml
+
+    calls = []
+    real = yaml.safe_load
+    monkeypatch.setattr(yaml, "safe_load", lambda text: calls.append(text) or real(text))
+    p = tmp_path / "spec.yaml"
+    p.write_text("shot: sh010\nrange: [1, 2]\n")
+    a = read_yaml(p)
+    a["range"].append(3)  # the caller owns what it gets
+    assert read_yaml(p) == {"shot": "sh010", "range": [1, 2]}
+    assert len(calls) == 1
+    p.write_text("shot: sh020\nrange: [1, 2]\n")  # an edit is read, whatever the mtime says
+    assert read_yaml(p)["shot"] == "sh020" and len(calls) == 2
+    p.write_text("shot: [\n")  # and a broken edit is reported, not served from the cache
+    with pytest.raises(ConfigError, match="syntax"):
+        read_yaml(p)
