@@ -100,6 +100,10 @@ class FinetuneConfig:
         holdout: references held out of training and scored every ``eval_every`` steps (their
             warp input built from the other references, as for a plate frame); the weights of the
             best score are kept (early stopping). 0 disables it; it needs K ≥ 3.
+        holdout_min_gain: the relative drop of the held-out loss below the best so far that a
+            later step needs to be kept instead (early stopping's ``min_delta``). The held-out
+            set is one or two references, so a smaller drop is noise; at step 0 G returns its
+            parameter-free warp input, and leaving that on noise can cost more than it gains.
         eval_every: steps between scores of the held-out references.
         checkpoint_every: steps between periodic checkpoints.
         log_every: steps between log lines (the loss curve keeps every step).
@@ -128,6 +132,7 @@ class FinetuneConfig:
     fuse_select: bool = True
     landmark_dropout: float = 0.5
     holdout: int = 1
+    holdout_min_gain: float = 0.01
     eval_every: int = 25
     checkpoint_every: int = 50
     log_every: int = 10
@@ -154,6 +159,8 @@ class FinetuneConfig:
             probs.append(("fuse_temperature", f"got {self.fuse_temperature}, expected > 0"))
         if not 0.0 <= self.fuse_spline <= 1.0:
             probs.append(("fuse_spline", f"got {self.fuse_spline}, expected 0..1"))
+        if not 0.0 <= self.holdout_min_gain < 1.0:
+            probs.append(("holdout_min_gain", f"got {self.holdout_min_gain}, expected 0..1"))
         if self.holdout < 0 or self.self_pairs < 0:
             probs.append(("holdout", f"got {self.holdout}, expected ≥ 0"))
         if self.max_minutes is not None and not self.max_minutes > 0:
@@ -710,11 +717,11 @@ def _run(
             return float(loss + cfg.weights.ssim * ssim_loss(fake, real))
 
     def consider(at_step: int) -> None:
-        """Score the held-out references; keep a copy of the weights when they are the best."""
+        """Score the held-out references; keep a copy of the weights when clearly the best."""
         score = holdout_score()
         history.setdefault("holdout_step", []).append(at_step)
         history.setdefault("holdout", []).append(score)
-        if not best or score < best["loss"]:
+        if not best or score < best["loss"] * (1.0 - cfg.holdout_min_gain):
             best.update(
                 step=at_step,
                 loss=score,

@@ -57,15 +57,28 @@ def test_finetune_lowers_the_loss_on_the_astronaut(astronaut_refs, tiny_profile,
     assert out.shape == (64, 64, 3) and out.dtype == np.float32 and 0 <= out.min() <= out.max() <= 1
 
 
+def _kept(scores: list[float], min_gain: float) -> int:
+    """Index of the score early stopping keeps: each new best must beat the last by min_gain."""
+    kept = 0
+    for i, s in enumerate(scores):
+        if s < scores[kept] * (1.0 - min_gain):
+            kept = i
+    return kept
+
+
+@pytest.mark.parametrize("min_gain", [0.0, 0.01])
 def test_early_stopping_keeps_the_best_held_out_step(
-    astronaut_refs, tiny_profile, tmp_path
+    astronaut_refs, tiny_profile, tmp_path, min_gain
 ) -> None:
-    cfg = _cfg(tiny_profile, steps=8, eval_every=2, holdout=1)
+    cfg = _cfg(tiny_profile, steps=8, eval_every=2, holdout=1, holdout_min_gain=min_gain)
     res = finetune(astronaut_refs, cfg, tmp_path / "ft")
     h = res.losses
     assert h["holdout_step"] == [0, 2, 4, 6, 8]
-    assert res.best_step == h["holdout_step"][int(np.argmin(h["holdout"]))]
-    assert res.holdout_loss == pytest.approx(min(h["holdout"]))
+    kept = _kept(h["holdout"], min_gain)
+    assert res.best_step == h["holdout_step"][kept]
+    assert res.holdout_loss == pytest.approx(h["holdout"][kept])
+    if min_gain == 0.0:
+        assert res.holdout_loss == pytest.approx(min(h["holdout"]))
     blob = load_checkpoint(res.checkpoint)
     for key, value in blob["extra"]["best"]["generator"].items():
         torch.testing.assert_close(blob["model"]["generator"][key], value, rtol=0, atol=0)
@@ -76,6 +89,18 @@ def test_early_stopping_keeps_the_best_held_out_step(
     assert summary["kept_step"] == res.best_step and summary["steps"] == res.step == 8
     assert summary["fusion"]["spline"] == model.fuse_spline
     assert f"kept step {res.best_step} (the best on the held-out" in finetune_note(res.curves_json)
+
+
+def test_early_stopping_stays_at_step_0_without_a_clear_gain(
+    astronaut_refs, tiny_profile, tmp_path
+) -> None:
+    """A held-out gain smaller than ``holdout_min_gain`` never replaces the starting weights."""
+    cfg = _cfg(tiny_profile, steps=6, eval_every=2, holdout=1, holdout_min_gain=0.99)
+    res = finetune(astronaut_refs, cfg, tmp_path / "ft")
+    assert res.best_step == 0 and res.holdout_loss == res.losses["holdout"][0]
+    assert len(res.losses["holdout"]) == 4
+    with pytest.raises(ConfigError, match="holdout_min_gain"):
+        from_mapping(FinetuneConfig, {"holdout_min_gain": 1.0})
 
 
 def test_actor_psi_starts_from_the_embedding(astronaut_refs, tiny_profile, tmp_path) -> None:
