@@ -12,7 +12,8 @@ a synthesized colour s, and returns ``(1 − m)·(w + r) + m·s``. The residual 
 at zero (mask bias −5), so an untrained G returns the warp almost unchanged and training only has
 to learn corrections: the inside of the mouth, eyelids, shading. With ``synth_from_warp`` the
 synthesized colour is itself a correction of the warp, ``s = sigmoid(logit(w) + o)``, so an
-untrained G returns the warp exactly instead of blending 0.7 % of a flat grey into it. Without a
+untrained G returns the warp (to within ``WARP_EPS`` where it is clipped near 0 or 1) instead of
+blending 0.7 % of a flat grey into it. Without a
 warp input the output is ``s = sigmoid(o)``, as in the paper.
 
 Export: the graph is plain Conv / AveragePool / Resize / ReduceMean / elementwise ops; no
@@ -31,7 +32,7 @@ from pipeline.errors import LikenessError
 from pipeline.models.blocks import AdaResBlock, ResBlockDown, adain, channels, conv
 
 #: The warp is clamped to [ε, 1 − ε] before its logit is taken (``synth_from_warp``); 1e-3 keeps
-#: 1 − ε representable in float16 engines and is under a third of an 8-bit code value.
+#: 1 − ε representable in float16 engines and is a quarter of an 8-bit code value.
 WARP_EPS = 1e-3
 
 
