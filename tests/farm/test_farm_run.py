@@ -87,7 +87,7 @@ def _exr_pixels(folder: Path) -> dict[str, np.ndarray]:
 
 
 def test_killed_worker_is_taken_over_and_outputs_match_single_worker(luigid, tmp_path):
-    specs = [str(s) for s in make_shots(tmp_path / "shots", 2, frames=48, size=192)]
+    specs = [str(s) for s in make_shots(tmp_path / "shots", 2, frames=24, size=192)]
     ref = tmp_path / "ref"
     assert main(["submit", *specs, "--workdir", str(ref)]) == 0
 
