@@ -13,8 +13,8 @@ at zero (mask bias −5), so an untrained G returns the warp almost unchanged an
 to learn corrections: the inside of the mouth, eyelids, shading. With ``synth_from_warp`` the
 synthesized colour is itself a correction of the warp, ``s = sigmoid(logit(w) + o)``, so an
 untrained G returns the warp (to within ``WARP_EPS`` where it is clipped near 0 or 1) instead of
-blending 0.7 % of a flat grey into it. Without a
-warp input the output is ``s = sigmoid(o)``, as in the paper.
+blending 0.7 % of a flat grey into it. Without a warp input the output is ``s = sigmoid(o)``, as
+in the paper.
 
 Export: the graph is plain Conv / AveragePool / Resize / ReduceMean / elementwise ops; no
 ``grid_sample``. ``forward(landmark_image, warp_image, adain_params)`` takes ψ as a plain tensor.
@@ -54,8 +54,9 @@ class Generator(nn.Module):
         spectral_norm: spectrally normalise the convolutions (the paper does; slower).
         mask_bias: initial logit of the blend mask; −5 gives m ≈ 0.007.
         synth_from_warp: predict the synthesized colour as a logit offset from the warp, so that
-            an untrained G returns its warp input exactly. Off by default: checkpoints whose
-            recorded params lack it were trained with ``s = sigmoid(o)`` and keep it.
+            an untrained G returns its warp input (to within ``WARP_EPS``). Off by default:
+            checkpoints whose recorded params lack it were trained with ``s = sigmoid(o)`` and
+            keep it.
         projection_std: initial standard deviation of P, scaled by ``1/sqrt(embed_dim)``.
     """
 

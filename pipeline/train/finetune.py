@@ -160,7 +160,9 @@ class FinetuneConfig:
         if not 0.0 <= self.fuse_spline <= 1.0:
             probs.append(("fuse_spline", f"got {self.fuse_spline}, expected 0..1"))
         if not 0.0 <= self.holdout_min_gain < 1.0:
-            probs.append(("holdout_min_gain", f"got {self.holdout_min_gain}, expected 0..1"))
+            probs.append(
+                ("holdout_min_gain", f"got {self.holdout_min_gain}, expected 0 ≤ gain < 1")
+            )
         if self.holdout < 0 or self.self_pairs < 0:
             probs.append(("holdout", f"got {self.holdout}, expected ≥ 0"))
         if self.max_minutes is not None and not self.max_minutes > 0:
