@@ -50,6 +50,7 @@ from pipeline.train.checkpoint import (
     restore_training,
     save_checkpoint,
 )
+from pipeline.train.determinism import deterministic_algorithms
 from pipeline.train.losses import build_perceptual, multiscale_l1, ssim_loss
 from pipeline.train.objective import LossWeights, discriminator_objective, generator_objective
 
@@ -522,16 +523,11 @@ def finetune(
     size = images.shape[1]
     device = _pick_device(cfg.device)
     perceptual = build_perceptual(cfg.vgg_weights) if cfg.weights.vgg > 0 else None
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
+    with deterministic_algorithms(cfg.deterministic):
         return _run(
             images, points, size, cfg, out_dir, base_checkpoint, base_sha256, resume, actor_id,
             device, perceptual,
         )  # fmt: skip
-    finally:
-        torch.use_deterministic_algorithms(prev_det)
 
 
 def _initial_models(

@@ -75,6 +75,7 @@ from pipeline.train.checkpoint import (
     save_checkpoint,
     sha256_file,
 )
+from pipeline.train.determinism import deterministic_algorithms
 from pipeline.train.losses import build_perceptual
 from pipeline.train.objective import (
     LossWeights,
@@ -391,13 +392,10 @@ def train_base(
         dist.init_process_group("nccl" if use_cuda else "gloo")
     if use_cuda:
         torch.cuda.set_device(device)
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        return _train(corpus_index, cfg, out_dir, resume, rank, world, device)
+        with deterministic_algorithms(cfg.deterministic):
+            return _train(corpus_index, cfg, out_dir, resume, rank, world, device)
     finally:
-        torch.use_deterministic_algorithms(prev_det)
         if world > 1:
             dist.destroy_process_group()
 
