@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKDIR ?= demo_work
+# pytest-xdist processes for `make test`: the suite is mostly one-threaded work and waits on
+# subprocesses, so two workers fill a 2-core machine (TEST_WORKERS=0 runs it in one process).
+TEST_WORKERS ?= 2
 
 .PHONY: demo test soak lint bench clean-demo farm-tools
 
@@ -22,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/likeness demo --workdir $(WORKDIR)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 soak: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

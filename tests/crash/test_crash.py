@@ -22,6 +22,9 @@ import pytest
 from tests.crash import harness as H
 from tests.tasks.conftest import make_shot
 
+# one worker under pytest-xdist (make test), so the module-scoped reference run is made once
+pytestmark = pytest.mark.xdist_group("crash")
+
 SEED = 20261124
 
 

@@ -14,6 +14,9 @@ from pipeline.plan import STAGES
 from tasks.cli import main
 from tests.tasks.conftest import TEST_PROFILE, make_shot
 
+# one worker under pytest-xdist (make test), so the module-scoped reference run is made once
+pytestmark = pytest.mark.xdist_group("farm-rerun")
+
 PROFILE = {**TEST_PROFILE, "track": {"chunk_size": 4}}  # 8 frames: two track chunks
 
 
