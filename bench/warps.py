@@ -1,5 +1,5 @@
 """Which warp makes the best floor and the best warp input: piecewise-affine, thin-plate spline,
-and their leave-one-out blends.
+and their leave-one-out blends, plain or flow-aligned.
 
 Usage::
 
@@ -8,7 +8,7 @@ Usage::
 Defaults to every clip in ``../shared/media/videos``. Each clip is tracked, aligned and split
 exactly as ``bench/quality.py`` does (:func:`pipeline.eval.load_clip`,
 :func:`pipeline.eval.pick_frames`), and the same held-out driving frames are scored against the
-true aligned crop, four ways, with no training and no dlib scoring (a minute a clip):
+true aligned crop, five ways, with no training and no dlib scoring (a minute a clip):
 
 - ``warp``: the issue's baseline and the quality bench's, the nearest reference warped
   piecewise-affine (``warp_baseline``);
@@ -16,10 +16,12 @@ true aligned crop, four ways, with no training and no dlib scoring (a minute a c
   issue allows;
 - ``fused_affine``: the references blended, piecewise-affine warps only, the blend chosen by
   leave-one-out over the references (G's warp input before the spline was added);
-- ``fused``: G's warp input as fine-tuned now: the blend and the spline weight chosen by
-  leave-one-out (:func:`pipeline.train.finetune.select_fusion`). An untrained G returns it almost
-  unchanged (mask bias −5), so it is what the learned model scores when early stopping keeps
-  step 0.
+- ``fused_mean``: the blend and the spline weight chosen by leave-one-out, the warps averaged as
+  they are (G's warp input before the flow alignment was added);
+- ``fused``: G's warp input as fine-tuned now: the blend, the spline weight and the flow
+  alignment (:func:`pipeline.models.warp.blend_warps`) chosen by leave-one-out
+  (:func:`pipeline.train.finetune.select_fusion`). An untrained G returns it (to within 1e-3,
+  ``synth_from_warp``), so it is what the learned model scores when early stopping keeps step 0.
 
 The last line prints the headline: the mean Δ SSIM and Δ PSNR of each row against ``warp``, and
 the clips where ``fused`` beats ``warp`` by the goal's 0.03 SSIM.
@@ -41,7 +43,7 @@ if str(REPO) not in sys.path:
 
 MEDIA = REPO.parent / "shared" / "media" / "videos"
 SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".m4v", ".mxf"}
-SYSTEMS = ("warp", "warp_tps", "fused_affine", "fused")
+SYSTEMS = ("warp", "warp_tps", "fused_affine", "fused_mean", "fused")
 
 
 def score_clip(clip: Path, k: int, tests: int, cache: Path) -> dict:
@@ -56,7 +58,8 @@ def score_clip(clip: Path, k: int, tests: int, cache: Path) -> dict:
     images = faces.crops[ref_rows]  # K×128×128×3 float32 display sRGB
     points = faces.points[ref_rows].astype(np.float64)  # K×68×2 crop pixels
     cfg = FinetuneConfig()
-    affine, _ = select_fusion(images, points, cfg, splines=(0.0,))
+    affine, _ = select_fusion(images, points, cfg, splines=(0.0,), flows=(0.0,))
+    mean, _ = select_fusion(images, points, cfg, flows=(0.0,))
     chosen, _ = select_fusion(images, points, cfg)
     rows: dict[str, dict[str, list[float]]] = {s: {"ssim": [], "psnr": []} for s in SYSTEMS}
     for i in drive:
@@ -66,8 +69,11 @@ def score_clip(clip: Path, k: int, tests: int, cache: Path) -> dict:
             "warp": warp_image(images[n], points[n], target, 0.0),
             "warp_tps": warp_image(images[n], points[n], target, 1.0),
             "fused_affine": fused_warp(images, points, target, affine.top, affine.temperature),
+            "fused_mean": fused_warp(
+                images, points, target, mean.top, mean.temperature, mean.spline
+            ),
             "fused": fused_warp(
-                images, points, target, chosen.top, chosen.temperature, chosen.spline
+                images, points, target, chosen.top, chosen.temperature, chosen.spline, chosen.flow
             ),
         }
         for name, img in out.items():
@@ -77,7 +83,8 @@ def score_clip(clip: Path, k: int, tests: int, cache: Path) -> dict:
         "clip": faces.name,
         "frames": len(drive),
         "fusion_affine": [affine.top, affine.temperature, affine.spline],
-        "fusion": [chosen.top, chosen.temperature, chosen.spline],
+        "fusion_mean": [mean.top, mean.temperature, mean.spline],
+        "fusion": [chosen.top, chosen.temperature, chosen.spline, chosen.flow],
         **{name: {m: float(np.mean(v)) for m, v in r.items()} for name, r in rows.items()},
     }
 

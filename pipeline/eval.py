@@ -710,6 +710,7 @@ def evaluate_clip(
                     "top": model.fuse_top,
                     "temperature": model.fuse_temperature,
                     "spline": model.fuse_spline,
+                    "flow": model.fuse_flow,
                 },
                 "base": str(base) if base is not None else None,
                 "base_sha256": base_sha,

@@ -163,7 +163,7 @@ def test_evaluate_clip_end_to_end(moving_clip: Path, tmp_path: Path) -> None:
         assert 5.0 < res[system]["psnr"] < 100.0 and 0.0 < res[system]["ssim"] <= 1.0
         assert 5.0 < res[system]["psnr_face"] < 100.0 and 0.0 < res[system]["ssim_face"] <= 1.0
     assert set(res["delta"]) == set(res["warp"])
-    assert set(res["train"]["fusion"]) == {"top", "temperature", "spline"}
+    assert set(res["train"]["fusion"]) == {"top", "temperature", "spline", "flow"}
     saved = json.loads((tmp_path / "out" / "eval.json").read_text())
     assert saved["schema"] == ev.SCHEMA and saved["learned"] == pytest.approx(res["learned"])
     assert (tmp_path / "out" / "eval.png").stat().st_size > 0

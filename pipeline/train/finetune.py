@@ -43,7 +43,14 @@ from pipeline.errors import CheckpointError, LikenessError
 from pipeline.models import build, load_profile
 from pipeline.models.generator import Generator
 from pipeline.models.rasterize import rasterize
-from pipeline.models.warp import fused_warp, fusion_weights, shape_distance, warp_image
+from pipeline.models.warp import (
+    blend_flows,
+    blend_warps,
+    fused_warp,
+    fusion_weights,
+    shape_distance,
+    warp_image,
+)
 from pipeline.train.checkpoint import (
     build_models,
     load_checkpoint,
@@ -92,10 +99,14 @@ class FinetuneConfig:
         fuse_spline: how each reference is warped: 0 = piecewise-affine (the baseline's warp),
             1 = thin-plate spline, in between a blend of the two images
             (:func:`pipeline.models.warp.warp_image`).
-        fuse_select: choose ``fuse_top``, ``fuse_temperature`` and ``fuse_spline`` by
-            leave-one-out over the references (each reference rebuilt from the others, L1 +
-            SSIM), from :data:`FUSE_TOPS` × :data:`FUSE_TEMPERATURES` × :data:`FUSE_SPLINES`;
-            the configured triple is a candidate too. Only the references are looked at.
+        fuse_flow: how far each reference's warp moves onto the blend's geometry, along its
+            optical flow, before blending (:func:`pipeline.models.warp.blend_warps`): 0 = the
+            plain weighted mean, 1 = every warp on the mean's geometry.
+        fuse_select: choose ``fuse_top``, ``fuse_temperature``, ``fuse_spline`` and
+            ``fuse_flow`` by leave-one-out over the references (each reference rebuilt from the
+            others, L1 + SSIM), from :data:`FUSE_TOPS` × :data:`FUSE_TEMPERATURES` ×
+            :data:`FUSE_SPLINES` × :data:`FUSE_FLOWS`; the configured fusion is a candidate too.
+            Only the references are looked at.
         landmark_dropout: probability that a training pair's landmark drawing is blanked, so
             that G corrects the warp instead of recalling texture keyed on the drawing.
         holdout: references held out of training and scored every ``eval_every`` steps (their
@@ -130,6 +141,7 @@ class FinetuneConfig:
     fuse_top: int = 3
     fuse_temperature: float = 0.01
     fuse_spline: float = 0.0
+    fuse_flow: float = 0.0
     fuse_select: bool = True
     landmark_dropout: float = 0.5
     holdout: int = 1
@@ -158,8 +170,9 @@ class FinetuneConfig:
             probs.append(("landmark_dropout", f"got {self.landmark_dropout}, expected 0..1"))
         if not self.fuse_temperature > 0:
             probs.append(("fuse_temperature", f"got {self.fuse_temperature}, expected > 0"))
-        if not 0.0 <= self.fuse_spline <= 1.0:
-            probs.append(("fuse_spline", f"got {self.fuse_spline}, expected 0..1"))
+        for key in ("fuse_spline", "fuse_flow"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                probs.append((key, f"got {getattr(self, key)}, expected 0..1"))
         if not 0.0 <= self.holdout_min_gain < 1.0:
             probs.append(
                 ("holdout_min_gain", f"got {self.holdout_min_gain}, expected 0 ≤ gain < 1")
@@ -316,6 +329,7 @@ def self_warp(
 FUSE_TOPS = (1, 2, 3, 5, 8)
 FUSE_TEMPERATURES = (0.005, 0.01, 0.02, 0.05)
 FUSE_SPLINES = (0.0, 0.25, 0.5, 0.75, 1.0)
+FUSE_FLOWS = (0.0, 0.5, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,11 +341,18 @@ class Fusion:
         temperature: softmax temperature of their weights, in shape-distance units.
         spline: weight of the thin-plate spline's image in each reference's warp (0 =
             piecewise-affine).
+        flow: how far each warp moves onto the blend's geometry before blending (0 = the
+            plain mean; :func:`pipeline.models.warp.blend_warps`).
     """
 
     top: int
     temperature: float
     spline: float
+    flow: float = 0.0
+
+    def key(self) -> str:
+        """``"top/temperature/spline/flow"``, as in :func:`select_fusion`'s scores."""
+        return f"{self.top}/{self.temperature}/{self.spline}/{self.flow}"
 
 
 def select_fusion(
@@ -339,23 +360,25 @@ def select_fusion(
     points: np.ndarray,
     cfg: FinetuneConfig,
     splines: Sequence[float] = FUSE_SPLINES,
+    flows: Sequence[float] = FUSE_FLOWS,
 ) -> tuple[Fusion, dict[str, float]]:
     """Leave-one-out choice of the warp fusion: each reference rebuilt from the others.
 
     Args:
         images: K×S×S×3 float32 display sRGB references.
         points: K×68×2 float landmarks in crop pixels.
-        cfg: the configured ``fuse_top``/``fuse_temperature``/``fuse_spline`` (also a
-            candidate).
+        cfg: the configured ``fuse_top``/``fuse_temperature``/``fuse_spline``/``fuse_flow``
+            (also a candidate).
         splines: the spline weights tried (``(0.0,)``: the piecewise-affine warp only).
+        flows: the flow alignments tried (``(0.0,)``: the plain weighted mean only).
 
     Returns:
         ``(fusion, scores)``: the candidate with the lowest mean L1 + SSIM loss (ties go to the
-        smaller top, temperature and spline weight), and every candidate's score keyed
-        ``"top/temperature/spline"``. With K < 3 the configured fusion.
+        smaller top, temperature, spline weight and flow alignment), and every candidate's score
+        keyed by :meth:`Fusion.key`. With K < 3 the configured fusion.
     """
     k = len(images)
-    configured = Fusion(cfg.fuse_top, cfg.fuse_temperature, cfg.fuse_spline)
+    configured = Fusion(cfg.fuse_top, cfg.fuse_temperature, cfg.fuse_spline, cfg.fuse_flow)
     if k < 3:
         return configured, {}
     pairs = [(t, s) for t in range(k) for s in range(k) if s != t]
@@ -368,33 +391,31 @@ def select_fusion(
     )
     dist = {key: shape_distance(points[key[1]], points[key[0]]) for key in pairs}
     real = _to_chw(images)
-    cands = {
-        (top, temp, a)
-        for top in FUSE_TOPS
-        for temp in FUSE_TEMPERATURES
-        for a in splines
-        if top < k
-    }
+    aligns = sorted({*flows, cfg.fuse_flow})
+    cands = {(top, temp, a) for top in FUSE_TOPS for temp in FUSE_TEMPERATURES for a in splines}
+    cands = {c for c in cands if c[0] < k}
     cands.add((min(cfg.fuse_top, k - 1), cfg.fuse_temperature, cfg.fuse_spline))
     scores: dict[str, float] = {}
     best = (math.inf, configured)
     for top, temp, a in sorted(cands):
-        fused = []
+        # one blend per target and flow alignment; the flows do not depend on the alignment
+        fused: dict[float, list[np.ndarray]] = {f: [] for f in aligns}
         for t in range(k):
             srcs = [s for s in range(k) if s != t]
             w = fusion_weights(np.array([dist[(t, s)] for s in srcs]), top, temp)
-            fused.append(
-                sum(
-                    np.float32(wi) * ((1 - a) * affine[(t, s)] + a * spline[(t, s)])
-                    for wi, s in zip(w, srcs)
-                    if wi > 0
-                )
-            )
-        fake = _to_chw(np.stack(fused).astype(np.float32))
-        score = float(multiscale_l1(fake, real) + ssim_loss(fake, real))
-        scores[f"{top}/{temp}/{a}"] = score
-        if score < best[0] - 1e-9:
-            best = (score, Fusion(top, temp, a))
+            used = [(wi, s) for wi, s in zip(w, srcs) if wi > 0]
+            warped = [(1 - a) * affine[(t, s)] + a * spline[(t, s)] for _, s in used]
+            ws = [wi for wi, _ in used]
+            flow = blend_flows(warped, ws) if len(used) > 1 and max(aligns) > 0 else None
+            for f in aligns:
+                fused[f].append(blend_warps(warped, ws, f, flow))
+        for f in aligns:
+            fake = _to_chw(np.stack(fused[f]).astype(np.float32))
+            score = float(multiscale_l1(fake, real) + ssim_loss(fake, real))
+            cand = Fusion(top, temp, a, f)
+            scores[cand.key()] = score
+            if score < best[0] - 1e-9:  # candidates come in sorted order: ties keep the smaller
+                best = (score, cand)
     return best[1], scores
 
 
@@ -452,18 +473,18 @@ def warp_inputs(
             w = fusion_weights(
                 np.array([dist[s] for s in srcs]), cfg.fuse_top, cfg.fuse_temperature
             )
-            warps.append(sum(np.float32(wi) * warp_to(t, s) for wi, s in zip(w, srcs) if wi > 0))
+            used = [(wi, s) for wi, s in zip(w, srcs) if wi > 0]
+            warps.append(
+                blend_warps([warp_to(t, s) for _, s in used], [wi for wi, _ in used], cfg.fuse_flow)
+            )
             pairs.append((t, srcs[0]))
         for _ in range(self_pairs):
             away, moved = _self_source(images[t], points[t], cfg.jitter_px, rng)
             back = warp_image(away, moved, points[t], cfg.fuse_spline)
             d = np.array([shape_distance(moved, points[t])] + [dist[s] for s in others])
             w = fusion_weights(d, cfg.fuse_top, cfg.fuse_temperature)
-            acc = np.float32(w[0]) * back
-            for wi, s in zip(w[1:], others):
-                if wi > 0:
-                    acc = acc + np.float32(wi) * warp_to(t, s)
-            warps.append(acc)
+            used = [(w[0], back)] + [(wi, warp_to(t, s)) for wi, s in zip(w[1:], others) if wi > 0]
+            warps.append(blend_warps([x for _, x in used], [wi for wi, _ in used], cfg.fuse_flow))
             pairs.append((t, t))
     if not pairs:  # one reference and no self pairs: G learns the identity on it
         pairs.append((targets[0], targets[0]))
@@ -643,12 +664,14 @@ def _run(
             fuse_top=fusion.top,
             fuse_temperature=fusion.temperature,
             fuse_spline=fusion.spline,
+            fuse_flow=fusion.flow,
         )
         log.info(
-            "warp fusion by leave-one-out: top %d, temperature %g, spline weight %g",
+            "warp fusion by leave-one-out: top %d, temperature %g, spline weight %g, flow %g",
             fusion.top,
             fusion.temperature,
             fusion.spline,
+            fusion.flow,
         )
     held = holdout_indices(k, cfg.holdout)
     jitter_rng = np.random.default_rng([cfg.seed, 1])
@@ -684,6 +707,7 @@ def _run(
                 "fuse_top": pair_cfg.fuse_top,
                 "fuse_temperature": pair_cfg.fuse_temperature,
                 "fuse_spline": pair_cfg.fuse_spline,
+                "fuse_flow": pair_cfg.fuse_flow,
                 "image_size": size,
                 "ref_images": torch.from_numpy(
                     np.round(images * 255.0).clip(0, 255).astype(np.uint8)
@@ -801,6 +825,7 @@ def _run(
             "top": pair_cfg.fuse_top,
             "temperature": pair_cfg.fuse_temperature,
             "spline": pair_cfg.fuse_spline,
+            "flow": pair_cfg.fuse_flow,
         },
     }
     curves_json, curves_png = _write_curves(out_dir, history, summary)
@@ -895,6 +920,8 @@ class ActorModel:
         fuse_temperature: the blend's softmax temperature.
         fuse_spline: weight of the thin-plate spline in each reference's warp (0 =
             piecewise-affine).
+        fuse_flow: flow alignment of the blend (0 = the plain mean;
+            :func:`pipeline.models.warp.blend_warps`).
     """
 
     def __init__(
@@ -906,10 +933,12 @@ class ActorModel:
         fuse_top: int = 1,
         fuse_temperature: float = 0.01,
         fuse_spline: float = 0.0,
+        fuse_flow: float = 0.0,
     ) -> None:
         self.fuse_top = fuse_top
         self.fuse_temperature = fuse_temperature
         self.fuse_spline = fuse_spline
+        self.fuse_flow = fuse_flow
         self.generator = generator.eval()
         self.psi = psi.detach()
         self.ref_images = ref_images
@@ -937,6 +966,7 @@ class ActorModel:
             fuse_top=int(extra.get("fuse_top", 1)),
             fuse_temperature=float(extra.get("fuse_temperature", 0.01)),
             fuse_spline=float(extra.get("fuse_spline", 0.0)),  # older checkpoints: affine
+            fuse_flow=float(extra.get("fuse_flow", 0.0)),  # older checkpoints: the plain mean
         )
 
     def warp_input(self, target_points: np.ndarray) -> np.ndarray:
@@ -949,6 +979,7 @@ class ActorModel:
             self.fuse_top,
             self.fuse_temperature,
             self.fuse_spline,
+            self.fuse_flow,
         )
 
     @torch.no_grad()

@@ -122,6 +122,8 @@ class MetaTrainConfig:
         fuse_temperature: the blend's softmax temperature, in shape-distance units.
         fuse_spline: weight of the thin-plate spline in each reference's warp (0 =
             piecewise-affine; :func:`pipeline.models.warp.warp_image`).
+        fuse_flow: how far each warp moves onto the blend's geometry along its optical flow
+            before blending (:func:`pipeline.models.warp.blend_warps`; 0 = the plain mean).
     """
 
     profile: str = "cpu-preview"
@@ -143,6 +145,7 @@ class MetaTrainConfig:
     fuse_top: int = 3
     fuse_temperature: float = 0.01
     fuse_spline: float = 0.0
+    fuse_flow: float = 0.0
 
     def validate(self) -> list[tuple[str, str]]:
         """Problems as ``(key, what)``; empty when valid."""
@@ -153,8 +156,9 @@ class MetaTrainConfig:
         ]
         if not self.fuse_temperature > 0:
             probs.append(("fuse_temperature", f"got {self.fuse_temperature}, expected > 0"))
-        if not 0.0 <= self.fuse_spline <= 1.0:
-            probs.append(("fuse_spline", f"got {self.fuse_spline}, expected 0..1"))
+        for key in ("fuse_spline", "fuse_flow"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                probs.append((key, f"got {getattr(self, key)}, expected 0..1"))
         if self.max_minutes is not None and not self.max_minutes > 0:
             probs.append(("max_minutes", f"got {self.max_minutes}, expected > 0 or null"))
         probs += [(f"weights.{k}", w) for k, w in self.weights.validate()]
@@ -279,6 +283,7 @@ def sample_episodes(
     fuse_top: int = 1,
     fuse_temperature: float = 0.01,
     fuse_spline: float = 0.0,
+    fuse_flow: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Draw ``count`` episodes of K+1 frames, deterministically from ``(seed, step, rank)``.
 
@@ -311,6 +316,7 @@ def sample_episodes(
                 fuse_top,
                 fuse_temperature,
                 fuse_spline,
+                fuse_flow,
             )
         )
         refs.append(np.stack(imgs[:k]))
@@ -496,7 +502,7 @@ def _train(
             break
         batch = sample_episodes(
             videos, cfg.k, cfg.batch_size, size, cfg.seed, step, rank,
-            cfg.fuse_top, cfg.fuse_temperature, cfg.fuse_spline,
+            cfg.fuse_top, cfg.fuse_temperature, cfg.fuse_spline, cfg.fuse_flow,
         )  # fmt: skip
         batch = {k: v.to(device) for k, v in batch.items()}
         real, lm = batch["target"], batch["target_lm"]

@@ -1,5 +1,5 @@
 """Multi-reference warp fusion: weights, top=1 equals the baseline's nearest warp, the spline
-weight, and its leave-one-out choice."""
+weight, the flow-aligned blend, and their leave-one-out choice."""
 
 from __future__ import annotations
 
@@ -8,18 +8,23 @@ import numpy as np
 import pytest
 
 from pipeline.align import CANONICAL_68
+from pipeline.config import from_mapping
+from pipeline.errors import ConfigError
 from pipeline.models.warp import (
     WarpInputError,
+    blend_flows,
+    blend_warps,
     fused_warp,
     fusion_weights,
     nearest_reference,
+    shape_distance,
     tps_map,
     warp_baseline,
     warp_image,
     warp_map,
 )
 from pipeline.synthetic import astronaut
-from pipeline.train.finetune import FUSE_SPLINES, FinetuneConfig, select_fusion
+from pipeline.train.finetune import FUSE_FLOWS, FUSE_SPLINES, FinetuneConfig, select_fusion
 
 
 def test_fusion_weights() -> None:
@@ -81,8 +86,9 @@ def test_select_fusion_picks_the_warp_that_made_the_references(seed: int) -> Non
     imgs, pts = _references(tps_map, seed)
     smooth, scores = select_fusion(imgs, pts, FinetuneConfig())
     assert smooth.spline >= 0.5
-    assert scores[f"{smooth.top}/{smooth.temperature}/{smooth.spline}"] == min(scores.values())
+    assert scores[smooth.key()] == min(scores.values())
     assert {float(key.split("/")[2]) for key in scores} == set(FUSE_SPLINES)
+    assert {float(key.split("/")[3]) for key in scores} == set(FUSE_FLOWS)
     imgs, pts = _references(warp_map, seed)
     mesh, _ = select_fusion(imgs, pts, FinetuneConfig())
     assert mesh.spline == 0.0
@@ -90,6 +96,69 @@ def test_select_fusion_picks_the_warp_that_made_the_references(seed: int) -> Non
 
 def test_select_fusion_keeps_the_configured_fusion_below_three_references() -> None:
     imgs, pts = _references(warp_map, 0, k=2)
-    cfg = FinetuneConfig(fuse_top=2, fuse_temperature=0.02, fuse_spline=0.25)
+    cfg = FinetuneConfig(fuse_top=2, fuse_temperature=0.02, fuse_spline=0.25, fuse_flow=0.5)
     fusion, scores = select_fusion(imgs, pts, cfg)
-    assert (fusion.top, fusion.temperature, fusion.spline, scores) == (2, 0.02, 0.25, {})
+    assert (fusion.key(), scores) == ("2/0.02/0.25/0.5", {})
+
+
+# -- the flow-aligned blend -------------------------------------------------------------------
+def _shifted(dx: float, size: int = 64) -> np.ndarray:
+    """The astronaut, ``size`` px, moved right by ``dx`` px: size×size×3 float32 sRGB."""
+    img = cv2.resize(astronaut(), (size, size), interpolation=cv2.INTER_AREA)
+    m = np.float32([[1, 0, dx], [0, 1, 0]])
+    out = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    return out.astype(np.float32) / 255.0
+
+
+def test_blend_without_flow_is_the_weighted_mean_and_one_warp_is_kept() -> None:
+    a, b = _shifted(0.0), _shifted(3.0)
+    np.testing.assert_array_equal(
+        blend_warps([a, b], [0.75, 0.25]), np.float32(0.75) * a + np.float32(0.25) * b
+    )
+    np.testing.assert_array_equal(blend_warps([b], [1.0], flow_align=1.0), b)
+
+
+def test_flow_alignment_removes_the_ghost_of_a_misaligned_warp() -> None:
+    """Two warps of one face that disagree by 3 px: their plain mean shows the face twice. Moved
+    onto the mean's geometry, they blend into one sharp face halfway between them."""
+    a, b = _shifted(0.0), _shifted(3.0)
+    between = _shifted(1.5)
+    inner = (slice(8, -8), slice(8, -8))  # away from the repeated border
+
+    def err(x: np.ndarray) -> float:
+        return float(np.abs(x - between)[inner].mean())
+
+    plain = blend_warps([a, b], [0.5, 0.5])
+    half = blend_warps([a, b], [0.5, 0.5], flow_align=0.5)
+    full = blend_warps([a, b], [0.5, 0.5], flow_align=1.0)
+    assert err(full) < 0.2 * err(plain)
+    assert err(full) < err(half) < err(plain)
+    # deterministic: the same warps give the same blend, also from precomputed flows
+    flows = blend_flows([a, b], [0.5, 0.5])
+    assert [f.shape for f in flows] == [(64, 64, 2)] * 2 and flows[0].dtype == np.float32
+    np.testing.assert_array_equal(blend_warps([a, b], [0.5, 0.5], 1.0, flows), full)
+    np.testing.assert_array_equal(blend_warps([a, b], [0.5, 0.5], flow_align=1.0), full)
+
+
+def test_fused_warp_applies_the_flow_alignment() -> None:
+    rng = np.random.default_rng(2)
+    img = _shifted(0.0, 48)
+    base = CANONICAL_68 * 48
+    pts = np.stack([base + rng.normal(0, 1.0, (68, 2)) for _ in range(3)])
+    imgs = np.stack([img, _shifted(2.0, 48), _shifted(-2.0, 48)])
+    w = fusion_weights(np.array([shape_distance(p, base) for p in pts]), 3, 0.05)
+    warped = [warp_image(imgs[i], pts[i], base) for i in range(3)]
+    np.testing.assert_array_equal(
+        fused_warp(imgs, pts, base, 3, 0.05, flow_align=0.5), blend_warps(warped, w, 0.5)
+    )
+
+
+def test_blend_and_config_reject_bad_flow_settings() -> None:
+    a = _shifted(0.0)
+    with pytest.raises(WarpInputError, match="flow_align"):
+        blend_warps([a, a], [0.5, 0.5], flow_align=1.5)
+    with pytest.raises(WarpInputError, match="2 warps with 1 weights"):
+        blend_warps([a, a], [1.0])
+    with pytest.raises(ConfigError, match="fuse_flow"):
+        from_mapping(FinetuneConfig, {"fuse_flow": -0.5})

@@ -85,9 +85,11 @@ def test_early_stopping_keeps_the_best_held_out_step(
     model = ActorModel.from_checkpoint(res.checkpoint)
     assert model.fuse_top == blob["extra"]["fuse_top"] >= 1
     assert model.fuse_spline == blob["extra"]["fuse_spline"]
+    assert model.fuse_flow == blob["extra"]["fuse_flow"]
     summary = json.loads(res.curves_json.read_text())["summary"]
     assert summary["kept_step"] == res.best_step and summary["steps"] == res.step == 8
     assert summary["fusion"]["spline"] == model.fuse_spline
+    assert summary["fusion"]["flow"] == model.fuse_flow
     assert f"kept step {res.best_step} (the best on the held-out" in finetune_note(res.curves_json)
 
 

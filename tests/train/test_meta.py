@@ -130,13 +130,16 @@ def test_time_budget_stops_with_a_checkpoint_and_holds_across_a_resume(
     # a resume finds the budget spent: no further step
     again = load_checkpoint(train_base(corpus, cfg, tmp_path / "base"))
     assert again["step"] == blob["step"]
-    # a checkpoint written before fuse_spline existed resumes: a missing key is its default
-    older = {**again, "config": {k: v for k, v in again["config"].items() if k != "fuse_spline"}}
+    # a checkpoint written before fuse_spline and fuse_flow existed resumes: a missing key is
+    # its default
+    added = ("fuse_spline", "fuse_flow")
+    older = {**again, "config": {k: v for k, v in again["config"].items() if k not in added}}
     torch.save(older, tmp_path / "base" / "checkpoint.pt")
     assert load_checkpoint(train_base(corpus, cfg, tmp_path / "base"))["step"] == blob["step"]
     assert ("fuse_spline", "got -0.1, expected 0..1") in MetaTrainConfig(
         fuse_spline=-0.1
     ).validate()
+    assert ("fuse_flow", "got 1.5, expected 0..1") in MetaTrainConfig(fuse_flow=1.5).validate()
     assert ("max_minutes", "got 0.0, expected > 0 or null") in MetaTrainConfig(
         max_minutes=0.0
     ).validate()
