@@ -330,6 +330,9 @@ FUSE_TOPS = (1, 2, 3, 5, 8)
 FUSE_TEMPERATURES = (0.005, 0.01, 0.02, 0.05)
 FUSE_SPLINES = (0.0, 0.25, 0.5, 0.75, 1.0)
 FUSE_FLOWS = (0.0, 0.5, 1.0)
+#: At most this many references are rebuilt in the leave-one-out choice (spread evenly over the
+#: K; each from all the others): its cost grows with targets × K, not K².
+FUSE_SELECT_TARGETS = 12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,13 +378,15 @@ def select_fusion(
     Returns:
         ``(fusion, scores)``: the candidate with the lowest mean L1 + SSIM loss (ties go to the
         smaller top, temperature, spline weight and flow alignment), and every candidate's score
-        keyed by :meth:`Fusion.key`. With K < 3 the configured fusion.
+        keyed by :meth:`Fusion.key`. With K < 3 the configured fusion. With K above
+        :data:`FUSE_SELECT_TARGETS`, that many references, spread evenly, are rebuilt.
     """
     k = len(images)
     configured = Fusion(cfg.fuse_top, cfg.fuse_temperature, cfg.fuse_spline, cfg.fuse_flow)
     if k < 3:
         return configured, {}
-    pairs = [(t, s) for t in range(k) for s in range(k) if s != t]
+    rebuilt = sorted({int(round(x)) for x in np.linspace(0, k - 1, min(k, FUSE_SELECT_TARGETS))})
+    pairs = [(t, s) for t in rebuilt for s in range(k) if s != t]
     weights = {*splines, cfg.fuse_spline}
     affine = {p: warp_image(images[p[1]], points[p[1]], points[p[0]], 0.0) for p in pairs}
     spline = (
@@ -390,7 +395,7 @@ def select_fusion(
         else affine
     )
     dist = {key: shape_distance(points[key[1]], points[key[0]]) for key in pairs}
-    real = _to_chw(images)
+    real = _to_chw(images[rebuilt])
     aligns = sorted({*flows, cfg.fuse_flow})
     cands = {(top, temp, a) for top in FUSE_TOPS for temp in FUSE_TEMPERATURES for a in splines}
     cands = {c for c in cands if c[0] < k}
@@ -400,7 +405,7 @@ def select_fusion(
     for top, temp, a in sorted(cands):
         # one blend per target and flow alignment; the flows do not depend on the alignment
         fused: dict[float, list[np.ndarray]] = {f: [] for f in aligns}
-        for t in range(k):
+        for t in rebuilt:
             srcs = [s for s in range(k) if s != t]
             w = fusion_weights(np.array([dist[(t, s)] for s in srcs]), top, temp)
             used = [(wi, s) for wi, s in zip(w, srcs) if wi > 0]

@@ -162,3 +162,23 @@ def test_blend_and_config_reject_bad_flow_settings() -> None:
         blend_warps([a, a], [1.0])
     with pytest.raises(ConfigError, match="fuse_flow"):
         from_mapping(FinetuneConfig, {"fuse_flow": -0.5})
+
+
+def test_select_fusion_rebuilds_at_most_the_cap_of_references(monkeypatch) -> None:
+    """Above ``FUSE_SELECT_TARGETS`` references, the leave-one-out rebuilds that many, spread
+    evenly, each from all the others: a candidate's score is its loss on exactly those."""
+    import pipeline.train.finetune as ft
+    from pipeline.train.losses import multiscale_l1, ssim_loss
+
+    imgs, pts = _references(warp_map, 0, k=5, size=32)
+    monkeypatch.setattr(ft, "FUSE_SELECT_TARGETS", 3)
+    _, scores = select_fusion(imgs, pts, FinetuneConfig(), splines=(0.0,), flows=(0.0,))
+    rebuilt = [0, 2, 4]
+    fake = []
+    for t in rebuilt:  # top 1: the nearest other reference, mesh-warped
+        others = [s for s in range(5) if s != t]
+        s = min(others, key=lambda s: shape_distance(pts[s], pts[t]))
+        fake.append(warp_image(imgs[s], pts[s], pts[t], 0.0))
+    fake_t, real_t = ft._to_chw(np.stack(fake)), ft._to_chw(imgs[rebuilt])
+    want = float(multiscale_l1(fake_t, real_t) + ssim_loss(fake_t, real_t))
+    assert scores["1/0.005/0.0/0.0"] == pytest.approx(want, rel=1e-6)
