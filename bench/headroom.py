@@ -12,8 +12,9 @@ same driving frames are scored four ways against the true aligned crop:
 
 - ``warp``: the issue's baseline, the nearest reference warped (``warp_baseline``);
 - ``fused``: G's warp input, the references blended as ``ActorModel`` does, with the blend chosen
-  by leave-one-out over the references (``select_fusion``). An untrained G returns it almost
-  unchanged (mask bias −5), so it is what the learned model scores at step 0;
+  by leave-one-out over the references (``select_fusion``), flow alignment included. An untrained
+  G returns it (to within 1e-3, ``synth_from_warp``), so it is what the learned model scores at
+  step 0;
 - ``clip_refiner``: a small convolutional correction of the fused warp (5 layers, 24 channels,
   zero-initialised output, input = the fused warp plus the 3 nearest single warps, so it cannot
   redraw a face from landmarks), trained ``--steps`` steps on the clip's own references: each
@@ -58,12 +59,13 @@ NEAREST = 3  # single warps beside the fused one in the refiner's input
 def warp_stack(images, points, target, fusion):
     """The refiner's input: the fused warp and the NEAREST nearest single warps of ``images``
     (K×S×S×3 float32 sRGB, K×68×2 crop pixels) onto ``target`` → S×S×(3 + 3·NEAREST) float32."""
-    from pipeline.models.warp import fusion_weights, shape_distance, warp_image
+    from pipeline.models.warp import blend_warps, fusion_weights, shape_distance, warp_image
 
     d = np.array([shape_distance(p, target) for p in points])
     warps = [warp_image(im, p, target, fusion.spline) for im, p in zip(images, points)]
     w = fusion_weights(d, fusion.top, fusion.temperature)
-    fused = sum(np.float32(wi) * x for wi, x in zip(w, warps) if wi > 0)
+    used = np.nonzero(w)[0]
+    fused = blend_warps([warps[i] for i in used], w[used], fusion.flow)
     order = np.argsort(d, kind="stable")[:NEAREST]
     picked = [warps[o] for o in order] + [warps[order[-1]]] * (NEAREST - len(order))
     return np.concatenate([fused] + picked, axis=2).astype(np.float32)
@@ -155,6 +157,7 @@ def prepare(clip: Path, k: int, episodes: int, cache: Path) -> dict:
         "top": fusion.top,
         "temperature": fusion.temperature,
         "spline": fusion.spline,
+        "flow": fusion.flow,
         "images": images,
         "points": points,
         "drive_pts": pts[drive],
@@ -259,12 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         outputs["plate_oracle"] = plate_oracle(d, outputs["fused"])
         res = {
             "clip": d["name"],
-            "fusion": [d["top"], d["temperature"], d["spline"]],
+            "fusion": [d["top"], d["temperature"], d["spline"], d["flow"]],
             **score(outputs, d),
         }
         results.append(res)
         print(f"{d['name']} (fusion top {d['top']}, T {d['temperature']}, spline {d['spline']}, "
-              f"{time.time() - t0:.0f} s)", flush=True)  # fmt: skip
+              f"flow {d['flow']}, {time.time() - t0:.0f} s)", flush=True)  # fmt: skip
         for name in SYSTEMS:
             if name in res:
                 r = res[name]
