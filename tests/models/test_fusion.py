@@ -141,6 +141,22 @@ def test_flow_alignment_removes_the_ghost_of_a_misaligned_warp() -> None:
     np.testing.assert_array_equal(blend_warps([a, b], [0.5, 0.5], flow_align=1.0), full)
 
 
+def test_flows_do_not_depend_on_the_thread_count() -> None:
+    """Farm nodes differ in cores: the same warps must give the same blend on any of them."""
+    a, b = _shifted(0.0, 128), _shifted(2.5, 128)
+    before = cv2.getNumThreads()
+    try:
+        flows = {}
+        for n in (1, 3, 8):
+            cv2.setNumThreads(n)
+            flows[n] = blend_flows([a, b], [0.6, 0.4])
+    finally:
+        cv2.setNumThreads(before)
+    for n in (3, 8):
+        for f, g in zip(flows[1], flows[n]):
+            np.testing.assert_array_equal(f, g)
+
+
 def test_fused_warp_applies_the_flow_alignment() -> None:
     rng = np.random.default_rng(2)
     img = _shifted(0.0, 48)
