@@ -37,6 +37,7 @@ from engines.export import golden_path
 from engines.parity import check_parity, load_golden
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.errors import EngineBuildError, EngineUnavailableError
+from pipeline.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +47,6 @@ META_NAME = "meta.json"
 
 #: ``{input name: (min shape, opt shape, max shape)}``.
 ProfileShapes = Mapping[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def key_parts(

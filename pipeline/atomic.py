@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import LikenessError
+from pipeline.errors import DiskFullError
 
 TMP_MARK = ".tmp-"
 
@@ -44,13 +44,6 @@ def _syncfs(path: Path) -> None:
         fn(fd)
     finally:
         os.close(fd)
-
-
-class DiskFullError(LikenessError):
-    """The disk filled (or a quota or file-size limit was hit) while writing an output.
-
-    Nothing partial was left at the final path, and the temporary was removed.
-    """
 
 
 def _tmp_sibling(final: Path) -> Path:

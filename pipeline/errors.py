@@ -170,6 +170,49 @@ class FarmError(LikenessError):
     """A farm operation was refused: scheduler, worker, adapter, timeline or rerun arguments."""
 
 
+class DiskFullError(LikenessError):
+    """The disk filled (or a quota or file-size limit was hit) while writing an output.
+
+    Nothing partial was left at the final path, and the temporary was removed.
+    """
+
+
+class EvalError(LikenessError):
+    """The harness cannot run on this clip (too few tracked frames, bad arguments)."""
+
+
+class CorpusError(LikenessError):
+    """The training corpus or its index is missing, malformed or too small."""
+
+
+class FinetuneInputError(LikenessError):
+    """The references given to fine-tuning are unusable (none, wrong shape or size)."""
+
+
+class RetargetError(LikenessError):
+    """Landmark arrays for retargeting have the wrong shape or are degenerate."""
+
+
+class WarpInputError(LikenessError):
+    """Warp inputs have the wrong shapes or no references."""
+
+
+class LandmarkShapeError(LikenessError):
+    """A landmark array does not have the 68×2 (or B×68×2) shape the rasterizer needs."""
+
+
+class EmbedderInputError(LikenessError):
+    """E's inputs do not have the B×K×3×H×W shape it needs."""
+
+
+class GeneratorInputError(LikenessError):
+    """G's inputs have the wrong shape or are missing the warp image it was built for."""
+
+
+class DiscriminatorInputError(LikenessError):
+    """D's inputs have the wrong shapes."""
+
+
 def _printable(text: str) -> str:
     """``text`` with lone surrogates (undecodable path bytes) escaped, so it encodes as UTF-8."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -61,18 +61,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pipeline.errors import LikenessError, NoFaceError
-from pipeline.workspace import sha256_file
+from pipeline.errors import EvalError, LikenessError, NoFaceError
+from pipeline.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "likeness.eval/1"
 #: Outer eye corners of the iBUG 68 layout, for the inter-ocular distance.
 EYE_CORNERS = (36, 45)
-
-
-class EvalError(LikenessError):
-    """The harness cannot run on this clip (too few tracked frames, bad arguments)."""
 
 
 # --------------------------------------------------------------------------------------------

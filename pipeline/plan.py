@@ -177,7 +177,7 @@ def _section_digest(profile: Profile, spec: ShotSpec, stage: StageDef) -> str:
 
 
 def _file_sha(path: Path) -> str:
-    from pipeline.workspace import sha256_file
+    from pipeline.hashing import sha256_file
 
     return sha256_file(path)
 

@@ -17,11 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.errors import LikenessError
-
-
-class RetargetError(LikenessError):
-    """Landmark arrays for retargeting have the wrong shape or are degenerate."""
+from pipeline.errors import RetargetError
 
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -31,23 +31,12 @@ from typing import Any
 from pipeline import __version__
 from pipeline.atomic import write_json
 from pipeline.errors import StageError, WorkdirError
+from pipeline.hashing import sha256_file
 from pipeline.shotspec import NAME_RE
 
 MANIFEST = "_manifest.json"
 MANIFEST_SCHEMA = "likeness.manifest/1"
 KEY_LEN = 16
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            b = fh.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
 
 
 def stage_key(stage: str, stage_version: int, config_digest: str, inputs: dict[str, str]) -> str:

@@ -7,13 +7,8 @@ import textwrap
 
 import pytest
 
-from pipeline.atomic import (
-    DiskFullError,
-    atomic_dir,
-    atomic_path,
-    sweep_temporaries,
-    write_json,
-)
+from pipeline.atomic import atomic_dir, atomic_path, sweep_temporaries, write_json
+from pipeline.errors import DiskFullError
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path):

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.errors import RetargetError
 from pipeline.retarget import (
-    RetargetError,
     apply_similarity,
     fit_similarity,
     invert_similarity,

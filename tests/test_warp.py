@@ -8,10 +8,10 @@ import pytest
 import torch
 from scipy.ndimage import map_coordinates
 
+from pipeline.errors import WarpInputError
 from pipeline.models.rasterize import rasterize
 from pipeline.models.warp import (
     Remap,
-    WarpInputError,
     nearest_reference,
     remap_torch,
     shape_distance,

@@ -13,12 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.errors import LikenessError
+from pipeline.errors import DiscriminatorInputError
 from pipeline.models.blocks import down_trunk, linear
-
-
-class DiscriminatorInputError(LikenessError):
-    """D's inputs have the wrong shapes."""
 
 
 class Discriminator(nn.Module):

@@ -11,12 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.errors import LikenessError
+from pipeline.errors import EmbedderInputError
 from pipeline.models.blocks import down_trunk, linear
-
-
-class EmbedderInputError(LikenessError):
-    """E's inputs do not have the B×K×3×H×W shape it needs."""
 
 
 class Embedder(nn.Module):

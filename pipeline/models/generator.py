@@ -28,16 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.errors import LikenessError
+from pipeline.errors import GeneratorInputError
 from pipeline.models.blocks import AdaResBlock, ResBlockDown, adain, channels, conv
 
 #: The warp is clamped to [ε, 1 − ε] before its logit is taken (``synth_from_warp``); 1e-3 keeps
 #: 1 − ε representable in float16 engines and is a quarter of an 8-bit code value.
 WARP_EPS = 1e-3
-
-
-class GeneratorInputError(LikenessError):
-    """G's inputs have the wrong shape or are missing the warp image it was built for."""
 
 
 class Generator(nn.Module):

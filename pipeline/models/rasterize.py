@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.errors import LikenessError
+from pipeline.errors import LandmarkShapeError
 
 #: The facial parts of the 68-point iBUG scheme: name, point indices, closed polyline.
 PARTS: tuple[tuple[str, tuple[int, ...], bool], ...] = (
@@ -48,10 +48,6 @@ PART_COLOURS: np.ndarray = np.array(
     ],
     np.float32,
 )
-
-
-class LandmarkShapeError(LikenessError):
-    """A landmark array does not have the 68×2 (or B×68×2) shape the rasterizer needs."""
 
 
 def default_thickness(size: int) -> float:

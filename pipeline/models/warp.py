@@ -29,12 +29,8 @@ from scipy.interpolate import RBFInterpolator
 from scipy.spatial import Delaunay
 from torch import nn
 
-from pipeline.errors import LikenessError
+from pipeline.errors import WarpInputError
 from pipeline.retarget import apply_similarity, fit_similarity
-
-
-class WarpInputError(LikenessError):
-    """Warp inputs have the wrong shapes or no references."""
 
 
 def _anchors(size: int, per_side: int = 5) -> np.ndarray:

@@ -22,7 +22,6 @@ returns the file's SHA-256 for stage manifests; :func:`load_checkpoint` checks i
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import random
 import struct
@@ -35,17 +34,9 @@ import torch
 
 from pipeline.atomic import atomic_path
 from pipeline.errors import CheckpointError
+from pipeline.hashing import sha256_file
 
 SCHEMA = "likeness.checkpoint/1"
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def capture_rng() -> dict[str, Any]:

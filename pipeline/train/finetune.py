@@ -39,7 +39,7 @@ from torch import nn
 
 from pipeline.atomic import atomic_path, write_json
 from pipeline.config import digest, to_jsonable
-from pipeline.errors import CheckpointError, LikenessError
+from pipeline.errors import CheckpointError, FinetuneInputError
 from pipeline.models import build, load_profile
 from pipeline.models.generator import Generator
 from pipeline.models.rasterize import rasterize
@@ -64,10 +64,6 @@ from pipeline.train.objective import LossWeights, discriminator_objective, gener
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
-
-
-class FinetuneInputError(LikenessError):
-    """The references given to fine-tuning are unusable (none, wrong shape or size)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,19 +62,15 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from pipeline.atomic import write_json
 from pipeline.config import from_mapping, read_yaml, to_jsonable
-from pipeline.errors import CheckpointError, ConfigError, LikenessError
+from pipeline.errors import CheckpointError, ConfigError, CorpusError, LikenessError
+from pipeline.hashing import sha256_file
 from pipeline.models import build, load_profile
 from pipeline.models.discriminator import Discriminator
 from pipeline.models.embedder import Embedder
 from pipeline.models.generator import Generator
 from pipeline.models.rasterize import rasterize
 from pipeline.models.warp import fused_warp
-from pipeline.train.checkpoint import (
-    load_checkpoint,
-    restore_training,
-    save_checkpoint,
-    sha256_file,
-)
+from pipeline.train.checkpoint import load_checkpoint, restore_training, save_checkpoint
 from pipeline.train.determinism import deterministic_algorithms
 from pipeline.train.losses import build_perceptual
 from pipeline.train.objective import (
@@ -89,10 +85,6 @@ log = logging.getLogger(__name__)
 CORPUS_SCHEMA = "likeness.corpus/1"
 CHECKPOINT_NAME = "checkpoint.pt"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-class CorpusError(LikenessError):
-    """The training corpus or its index is missing, malformed or too small."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -86,8 +86,8 @@ def test_the_watcher_flags_truncated_files_of_every_kind(ref, tmp_path) -> None:
 def test_compare_runs_flags_changed_pixels_and_weights(ref, tmp_path) -> None:
     import torch
 
+    from pipeline.hashing import sha256_file
     from pipeline.io import read_exr, write_exr
-    from pipeline.workspace import sha256_file
 
     wd = tmp_path / "wd"
     shutil.copytree(ref.workdir, wd)

@@ -516,7 +516,8 @@ ENGINE_PARTS = {"model_sha256": "a" * 64, "precision": "fp32", "profile_shapes":
 
 
 def _make_engine_meta(folder: Path) -> None:
-    from engines.cache import CACHE_SCHEMA, META_NAME, PLAN_NAME, sha256_file
+    from engines.cache import CACHE_SCHEMA, META_NAME, PLAN_NAME
+    from pipeline.hashing import sha256_file
 
     (folder / PLAN_NAME).write_bytes(b"plan bytes")
     meta = {

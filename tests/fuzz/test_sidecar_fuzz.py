@@ -221,7 +221,7 @@ test_manifest, test_manifest_soak = _manifest
 
 
 def _valid_meta() -> dict[str, Any]:
-    from engines.cache import sha256_file
+    from pipeline.hashing import sha256_file
 
     with tempfile.TemporaryDirectory() as tmp:
         tg._make_engine_meta(Path(tmp))

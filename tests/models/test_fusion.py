@@ -9,9 +9,8 @@ import pytest
 
 from pipeline.align import CANONICAL_68
 from pipeline.config import from_mapping
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, WarpInputError
 from pipeline.models.warp import (
-    WarpInputError,
     blend_flows,
     blend_warps,
     fused_warp,

@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import ConfigError
+from pipeline.errors import (
+    ConfigError,
+    DiscriminatorInputError,
+    EmbedderInputError,
+    GeneratorInputError,
+)
 from pipeline.models import MODELS, build, load_profile
-from pipeline.models.discriminator import DiscriminatorInputError
-from pipeline.models.embedder import EmbedderInputError
-from pipeline.models.generator import WARP_EPS, FoldedGenerator, GeneratorInputError
+from pipeline.models.generator import WARP_EPS, FoldedGenerator
 
 TINY = {"base_channels": 4, "max_channels": 8, "embed_dim": 16}
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pipeline.errors import CheckpointError
+from pipeline.hashing import sha256_file
 from pipeline.models import build
 from pipeline.train.checkpoint import (
     SCHEMA,
@@ -18,7 +19,6 @@ from pipeline.train.checkpoint import (
     load_checkpoint,
     restore_rng,
     save_checkpoint,
-    sha256_file,
 )
 
 PARAMS = {"base_channels": 4, "max_channels": 8, "num_down": 2, "num_res": 1, "embed_dim": 8}

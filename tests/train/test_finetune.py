@@ -16,15 +16,9 @@ import torch
 
 from pipeline.config import from_mapping
 from pipeline.deliver_stage import finetune_note
-from pipeline.errors import CheckpointError, ConfigError, WeightsMissingError
+from pipeline.errors import CheckpointError, ConfigError, FinetuneInputError, WeightsMissingError
 from pipeline.train.checkpoint import load_checkpoint
-from pipeline.train.finetune import (
-    ActorModel,
-    FinetuneConfig,
-    FinetuneInputError,
-    finetune,
-    training_pairs,
-)
+from pipeline.train.finetune import ActorModel, FinetuneConfig, finetune, training_pairs
 
 REPO = Path(__file__).resolve().parents[2]
 

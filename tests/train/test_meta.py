@@ -16,13 +16,12 @@ import pytest
 import torch
 import yaml
 
-from pipeline.errors import CheckpointError
+from pipeline.errors import CheckpointError, CorpusError
 from pipeline.synthetic import Motion, astronaut, moving_portrait
 from pipeline.train.checkpoint import load_checkpoint
 from pipeline.train.finetune import FinetuneConfig, finetune
 from pipeline.train.meta import (
     CORPUS_SCHEMA,
-    CorpusError,
     MetaTrainConfig,
     build_corpus_index,
     load_config,
