@@ -68,7 +68,7 @@ def run_clip(clip: Path, frames: int, profile: str, minutes: float, work: Path) 
             }
         )
     )
-    prof = {"finetune": {"profile": profile, "max_minutes": minutes, "steps": 100000}}
+    prof = {"finetune": {"network": profile, "max_minutes": minutes, "steps": 100000}}
     base = yaml.safe_load((ROOT / "configs" / "profiles" / f"{profile}.yaml").read_text())
     for k, v in base.items():
         if isinstance(v, dict):

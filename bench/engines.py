@@ -1,9 +1,9 @@
 """Frames per second of the generator G on every available backend, with parity, in one run.
 
-    python bench/engines.py [MEDIA...] [--json OUT] [--profile cpu-preview] [--seconds 3]
+    python bench/engines.py [MEDIA...] [--json OUT] [--network cpu-preview] [--seconds 3]
 
 Grid: backend (torch eager, ONNX Runtime, TensorRT where present) × batch (1, 8) × crop size
-(128, 256). The network is the real generator G built from the model profile's
+(128, 256). The network is the real generator G built from the network config's
 ``generator_params`` (cpu-preview by default), folded with a fixed identity embedding exactly as
 the engine-export stage does. Its weights are untrained (seeded; the zero-initialised output head
 gets small random weights so the output is a real picture): speed does not depend on the values,
@@ -40,10 +40,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from engines import available_backends  # noqa: E402
-from engines.base import Engine, EngineConfig  # noqa: E402
+from engines.base import Engine  # noqa: E402
 from engines.export import export_generator, fold_generator  # noqa: E402
 from engines.parity import golden_landmark_images, golden_warp_images, psnr  # noqa: E402
 from engines.torch_engine import TorchEngine  # noqa: E402
+from pipeline.inference.engine import EngineConfig  # noqa: E402
 
 DEFAULT_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi"}
@@ -118,15 +119,15 @@ def _decode(path: Path, n: int) -> list[np.ndarray]:
         return []
 
 
-def build_generator(profile: str, seed: int = 0) -> tuple[torch.nn.Module, torch.Tensor, bool]:
-    """The real G from a model profile, seeded, and a fixed unit-norm embedding.
+def build_generator(network: str, seed: int = 0) -> tuple[torch.nn.Module, torch.Tensor, bool]:
+    """The real G from a network config, seeded, and a fixed unit-norm embedding.
 
     Returns:
         (G in eval mode, 1×E float32 embedding, use_warp).
     """
-    from pipeline.models import build, load_profile
+    from pipeline.models.networks import build, load_network_config
 
-    prof = load_profile(profile)
+    prof = load_network_config(network)
     torch.manual_seed(seed)
     g = build("generator", prof.params("generator"))
     torch.nn.init.normal_(g.head.weight, std=0.05)  # zero-initialised head: give it a picture
@@ -158,7 +159,7 @@ def time_interleaved(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
-    g, emb, use_warp = build_generator(args.profile)
+    g, emb, use_warp = build_generator(args.network)
     backends = [b for b in available_backends() if b in args.backends]
     media = [Path(m) for m in args.media] or ([DEFAULT_MEDIA] if DEFAULT_MEDIA.is_dir() else [])
     cells: list[dict[str, Any]] = []
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "python bench/engines.py " + " ".join(sys.argv[1:]),
-        "profile": args.profile,
+        "network": args.network,
         "threads": threads,
         "cpu": _cpu(),
         "torch": torch.__version__,
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("media", nargs="*", help="clips, photos or folders for the warp input")
     ap.add_argument("--json", type=Path, help="write all cells to this JSON file")
-    ap.add_argument("--profile", default="cpu-preview", help="model profile for G's params")
+    ap.add_argument("--network", default="cpu-preview", help="network config for G's params")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     ap.add_argument("--backends", nargs="+", default=["onnxruntime", "tensorrt"])

@@ -46,7 +46,7 @@ import yaml  # noqa: E402
 
 from farm.scheduler import SchedulerProcess, SchedulerSettings  # noqa: E402
 from farm.worker import run_shared, walk  # noqa: E402
-from tasks.cli import _luigi_config, build_tasks  # noqa: E402
+from tasks.run import build_tasks, luigi_config  # noqa: E402
 
 SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     clips = args.media or sorted((SHARED_MEDIA / "videos").glob("*.mp4"))
     if not clips:
         raise SystemExit(f"no clips: pass some, or put them in {SHARED_MEDIA / 'videos'}")
-    _luigi_config()
+    luigi_config()
     import logging
 
     logging.getLogger("luigi-interface").setLevel(logging.WARNING)

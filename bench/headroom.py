@@ -6,8 +6,8 @@ Usage::
     python bench/headroom.py [CLIP...] [--k 8] [--steps 300] [--episodes 60] [--json OUT]
 
 Defaults to every clip in ``../shared/media/videos``. Each clip is tracked, aligned and split
-exactly as ``bench/quality.py`` does (:func:`pipeline.eval.load_clip`,
-:func:`pipeline.eval.pick_frames`: K references spread evenly, held-out driving frames), and the
+exactly as ``bench/quality.py`` does (:func:`pipeline.eval.clips.load_clip`,
+:func:`pipeline.eval.clips.pick_frames`: K references spread evenly, held-out driving frames), and the
 same driving frames are scored four ways against the true aligned crop:
 
 - ``warp``: the issue's baseline, the nearest reference warped (``warp_baseline``);
@@ -30,7 +30,7 @@ uses the truth's plate alignment, which no model is given, and assumes a locked-
 measures how much of the margin outside the face is the head's motion in the plate.
 
 Each is scored by SSIM and PSNR over the whole crop (the goal metrics), and by SSIM inside and
-outside the production face matte (:func:`pipeline.eval.face_weights`). No dlib scoring, so a
+outside the production face matte (:func:`pipeline.eval.metrics.face_weights`). No dlib scoring, so a
 clip takes a minute or two, not twenty: a fast check of an idea before a ``bench/quality.py`` run.
 The last line prints the headline: mean Δ of each system against ``warp`` (SSIM, PSNR, SSIM in
 the face matte and outside it) and the clips where fused beats warp by the goal's 0.03 SSIM.
@@ -59,7 +59,10 @@ NEAREST = 3  # single warps beside the fused one in the refiner's input
 def warp_stack(images, points, target, fusion):
     """The refiner's input: the fused warp and the NEAREST nearest single warps of ``images``
     (K×S×S×3 float32 sRGB, K×68×2 crop pixels) onto ``target`` → S×S×(3 + 3·NEAREST) float32."""
-    from pipeline.models.warp import blend_warps, fusion_weights, shape_distance, warp_image
+    from pipeline.models.fusion import fusion_weights
+    from pipeline.warping.blend import blend_warps
+    from pipeline.warping.image import warp_image
+    from pipeline.warping.shapes import shape_distance
 
     d = np.array([shape_distance(p, target) for p in points])
     warps = [warp_image(im, p, target, fusion.spline) for im, p in zip(images, points)]
@@ -128,15 +131,16 @@ def apply_refiner(net, inputs: np.ndarray) -> np.ndarray:
 
 def prepare(clip: Path, k: int, episodes: int, cache: Path) -> dict:
     """Track and split a clip; build the refiners' inputs (driving, own pairs, episodes)."""
-    from pipeline.eval import load_clip, pick_frames
-    from pipeline.models.warp import shape_distance
-    from pipeline.train.finetune import FinetuneConfig, select_fusion
+    from pipeline.eval.clips import load_clip, pick_frames
+    from pipeline.models.fusion import Fusion
+    from pipeline.train.fusion_choice import select_fusion
+    from pipeline.warping.shapes import shape_distance
 
     faces = load_clip(clip, 128, None, cache)
     ref_rows, runs = pick_frames(faces.frames, k, 40, 8, 5)
     drive = np.concatenate(runs)
     images, points = faces.crops[ref_rows], faces.points[ref_rows].astype(np.float64)
-    fusion, _ = select_fusion(images, points, FinetuneConfig())
+    fusion, _ = select_fusion(images, points, Fusion())
     pts = faces.points.astype(np.float64)
     # The clip's own training pairs: each reference rebuilt from the others, dropping the j
     # nearest for j = 0..3 (coverage as good as, then worse than, a driving frame's).
@@ -178,8 +182,9 @@ def plate_oracle(data: dict, fused: np.ndarray) -> np.ndarray:
     import cv2
 
     from pipeline.align import invert_affine
-    from pipeline.eval import face_weights
-    from pipeline.models.warp import fusion_weights, shape_distance
+    from pipeline.eval.metrics import face_weights
+    from pipeline.models.fusion import fusion_weights
+    from pipeline.warping.shapes import shape_distance
 
     out = []
     size = fused.shape[1]
@@ -201,7 +206,7 @@ def plate_oracle(data: dict, fused: np.ndarray) -> np.ndarray:
 
 def score(outputs: dict[str, np.ndarray], data: dict) -> dict[str, dict[str, float]]:
     """Mean SSIM/PSNR over the crop, and SSIM in and out of the face matte, per system."""
-    from pipeline.eval import face_weights, psnr, ssim_full
+    from pipeline.eval.metrics import face_weights, psnr, ssim_full
 
     res: dict[str, dict[str, list[float]]] = {}
     for j, (truth, tp) in enumerate(zip(data["drive_truth"], data["drive_pts"])):
@@ -220,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the bench; 0 when every clip ran."""
     import torch
 
-    from pipeline.models.warp import warp_baseline
+    from pipeline.warping.image import warp_baseline
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("clips", nargs="*", type=Path, help=f"clips (default: all in {MEDIA})")

@@ -1,12 +1,12 @@
 """Quality bench: the fine-tuned model against the warp baseline, self-reenactment on real clips.
 
     python bench/quality.py [CLIP...] [--k 8] [--minutes 20] [--json OUT] [--max-frames N]
-                            [--tests 40] [--profile cpu-preview] [--out DIR] [--threads 2]
+                            [--tests 40] [--network cpu-preview] [--out DIR] [--threads 2]
                             [--base CHECKPOINT] [--set KEY=VALUE ...] [--resume]
 
 Defaults: every clip in ``../shared/media/videos`` (next to the repository), K = 8, the
-cpu-preview profile, at most 20 minutes of fine-tuning per clip, 2 torch threads. Each clip runs
-:func:`pipeline.eval.evaluate_clip` (see its docstring for the metrics); the bench prints both
+cpu-preview network config, at most 20 minutes of fine-tuning per clip, 2 torch threads. Each clip runs
+:func:`pipeline.eval.run.evaluate_clip` (see its docstring for the metrics); the bench prints both
 systems side by side per clip and, last, the headline: mean Δ (learned − warp) of SSIM, PSNR,
 landmark error and identity distance, and how many clips the learned model wins on all four
 goal criteria (ΔSSIM ≥ 0.03, ΔPSNR ≥ 1 dB, lower landmark error, lower identity distance).
@@ -112,14 +112,14 @@ def previous_results(path: Path, settings: dict) -> dict[str, dict]:
 
 
 def parse_overrides(items: list[str], ap: argparse.ArgumentParser) -> dict[str, object]:
-    """``KEY=VALUE`` pairs as FinetuneConfig overrides, each VALUE read as YAML."""
+    """``KEY=VALUE`` pairs as FinetuneParams overrides, each VALUE read as YAML."""
     import dataclasses
 
     import yaml
 
-    from pipeline.train.finetune import FinetuneConfig
+    from pipeline.train.finetune import FinetuneParams
 
-    fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    fields = {f.name for f in dataclasses.fields(FinetuneParams)}
     out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -140,13 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from pipeline.atomic import write_json
-    from pipeline.eval import evaluate_clip
+    from pipeline.eval.run import evaluate_clip
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("clips", nargs="*", type=Path, help=f"clips (default: all in {MEDIA})")
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--minutes", type=float, default=20.0, help="fine-tuning budget per clip")
-    ap.add_argument("--profile", default="cpu-preview")
+    ap.add_argument("--network", default="cpu-preview", help="network config (configs/networks)")
     ap.add_argument("--tests", type=int, default=40, help="driving frames per clip")
     ap.add_argument("--max-frames", "--frames", type=int, dest="max_frames")
     ap.add_argument("--json", type=Path, help="write every clip's result here")
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a FinetuneConfig field for every clip, VALUE read as YAML (e.g. holdout=0)",
+        help="a FinetuneParams field for every clip, VALUE read as YAML (e.g. holdout=0)",
     )
     ap.add_argument(
         "--resume",
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "schema": "likeness.bench.quality/2",
         "minutes": args.minutes,
         "k": args.k,
-        "profile": args.profile,
+        "network": args.network,
         "tests": args.tests,
         "max_frames": args.max_frames,
         "base": str(args.base) if args.base else None,
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.time()
             try:
                 res = evaluate_clip(
-                    clip, args.k, args.minutes, args.profile, "self",
+                    clip, args.k, args.minutes, args.network, "self",
                     max_frames=args.max_frames, tests=args.tests, out_dir=args.out / clip.stem,
                     cache=args.out / "landmarks", base=args.base, finetune_overrides=overrides,
                 )  # fmt: skip

@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.landmarks import get_backend  # noqa: E402
-from pipeline.track import TrackConfig, track_chunk  # noqa: E402
+from pipeline.stages.track import TrackConfig  # noqa: E402
+from pipeline.tracking.tracker import track_chunk  # noqa: E402
 
 SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 PLATE_1080 = "plate_1080p"

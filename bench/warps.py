@@ -6,8 +6,8 @@ Usage::
     python bench/warps.py [CLIP...] [--k 8] [--tests 40] [--json OUT]
 
 Defaults to every clip in ``../shared/media/videos``. Each clip is tracked, aligned and split
-exactly as ``bench/quality.py`` does (:func:`pipeline.eval.load_clip`,
-:func:`pipeline.eval.pick_frames`), and the same held-out driving frames are scored against the
+exactly as ``bench/quality.py`` does (:func:`pipeline.eval.clips.load_clip`,
+:func:`pipeline.eval.clips.pick_frames`), and the same held-out driving frames are scored against the
 true aligned crop, five ways, with no training and no dlib scoring (a minute a clip):
 
 - ``warp``: the issue's baseline and the quality bench's, the nearest reference warped
@@ -19,8 +19,8 @@ true aligned crop, five ways, with no training and no dlib scoring (a minute a c
 - ``fused_mean``: the blend and the spline weight chosen by leave-one-out, the warps averaged as
   they are (G's warp input before the flow alignment was added);
 - ``fused``: G's warp input as fine-tuned now: the blend, the spline weight and the flow
-  alignment (:func:`pipeline.models.warp.blend_warps`) chosen by leave-one-out
-  (:func:`pipeline.train.finetune.select_fusion`). An untrained G returns it (to within 1e-3,
+  alignment (:func:`pipeline.warping.blend.blend_warps`) chosen by leave-one-out
+  (:func:`pipeline.train.fusion_choice.select_fusion`). An untrained G returns it (to within 1e-3,
   ``synth_from_warp``), so it is what the learned model scores when early stopping keeps step 0.
 
 The last line prints the headline: the mean Δ SSIM and Δ PSNR of each row against ``warp``, and
@@ -48,16 +48,19 @@ SYSTEMS = ("warp", "warp_tps", "fused_affine", "fused_mean", "fused")
 
 def score_clip(clip: Path, k: int, tests: int, cache: Path) -> dict:
     """Every system's mean SSIM and PSNR on one clip's driving frames, and the fusions chosen."""
-    from pipeline.eval import load_clip, pick_frames, psnr, ssim
-    from pipeline.models.warp import fused_warp, nearest_reference, warp_image
-    from pipeline.train.finetune import FinetuneConfig, select_fusion
+    from pipeline.eval.clips import load_clip, pick_frames
+    from pipeline.eval.metrics import psnr, ssim
+    from pipeline.models.fusion import Fusion, fused_warp
+    from pipeline.train.fusion_choice import select_fusion
+    from pipeline.warping.image import warp_image
+    from pipeline.warping.shapes import nearest_reference
 
     faces = load_clip(clip, 128, None, cache)
     ref_rows, runs = pick_frames(faces.frames, k, tests, 8, 5)
     drive = np.concatenate(runs)
     images = faces.crops[ref_rows]  # K×128×128×3 float32 display sRGB
     points = faces.points[ref_rows].astype(np.float64)  # K×68×2 crop pixels
-    cfg = FinetuneConfig()
+    cfg = Fusion()
     affine, _ = select_fusion(images, points, cfg, splines=(0.0,), flows=(0.0,))
     mean, _ = select_fusion(images, points, cfg, flows=(0.0,))
     chosen, _ = select_fusion(images, points, cfg)
@@ -68,13 +71,13 @@ def score_clip(clip: Path, k: int, tests: int, cache: Path) -> dict:
         out = {
             "warp": warp_image(images[n], points[n], target, 0.0),
             "warp_tps": warp_image(images[n], points[n], target, 1.0),
-            "fused_affine": fused_warp(images, points, target, affine.top, affine.temperature),
+            "fused_affine": fused_warp(
+                images, points, target, Fusion(affine.top, affine.temperature)
+            ),
             "fused_mean": fused_warp(
-                images, points, target, mean.top, mean.temperature, mean.spline
+                images, points, target, Fusion(mean.top, mean.temperature, mean.spline)
             ),
-            "fused": fused_warp(
-                images, points, target, chosen.top, chosen.temperature, chosen.spline, chosen.flow
-            ),
+            "fused": fused_warp(images, points, target, chosen),
         }
         for name, img in out.items():
             rows[name]["ssim"].append(ssim(img, truth))

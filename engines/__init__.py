@@ -16,8 +16,9 @@ import os
 from types import ModuleType
 from typing import Any
 
-from engines.base import Engine, EngineConfig, TensorSpec
+from engines.base import Engine, TensorSpec
 from pipeline.errors import EngineUnavailableError
+from pipeline.inference.engine import EngineConfig
 
 #: Engine file suffix → the backend that opens it (used by ``load_engine("auto", path)``).
 SUFFIXES: dict[str, str] = {".pt2": "torch", ".onnx": "onnxruntime", ".plan": "tensorrt"}

@@ -17,22 +17,12 @@ import abc
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from pipeline.errors import EngineInputError
-
-Precision = Literal["fp32", "fp16", "bf16"]
-BackendRequest = Literal["auto", "torch", "onnxruntime", "tensorrt"]
-
-#: PSNR gates (dB) against the torch reference on golden frames, per precision.
-DEFAULT_PARITY_DB: dict[str, float] = {"fp32": 45.0, "fp16": 35.0, "bf16": 35.0}
-
-#: Environment variable that overrides the default engine cache folder.
-CACHE_ENV = "LIKENESS_ENGINE_CACHE"
 
 
 @dataclass(frozen=True)
@@ -52,81 +42,6 @@ class TensorSpec:
     def with_batch(self, batch: int) -> tuple[int, ...]:
         """The concrete shape for ``batch`` items (every ``-1`` on axis 0 replaced)."""
         return (batch, *self.shape[1:]) if self.shape and self.shape[0] == -1 else self.shape
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """The profile's ``engine:`` section: which backend, at what precision, for which batches.
-
-    Args:
-        backend: ``auto`` (TensorRT with CUDA, else ONNX Runtime, else torch) or a forced backend.
-            A forced backend that cannot run raises ``EngineUnavailableError``; it never falls
-            back.
-        precision: ``fp32``, ``fp16`` or ``bf16`` (bf16 needs compute capability 8.0 or newer).
-        batch_min: smallest batch the TensorRT optimisation profile accepts.
-        batch_opt: the batch TensorRT tunes kernels for.
-        batch_max: largest batch the profile accepts.
-        cache_dir: engine cache folder; ``None`` means ``$LIKENESS_ENGINE_CACHE`` or
-            ``~/.cache/likeness/engines``. Point farm nodes at a shared folder: entries are keyed
-            by GPU, so node classes never collide.
-        parity_fp32_db: PSNR gate for fp32 engines.
-        parity_reduced_db: PSNR gate for fp16 and bf16 engines.
-        torch_compile: wrap the torch backend in ``torch.compile``.
-        intra_op_threads: ONNX Runtime intra-op threads; 0 lets it pick (one per core).
-        workspace_mb: TensorRT builder workspace limit, MiB.
-    """
-
-    backend: BackendRequest = "auto"
-    precision: Precision = "fp32"
-    batch_min: int = 1
-    batch_opt: int = 8
-    batch_max: int = 16
-    cache_dir: Path | None = None
-    parity_fp32_db: float = DEFAULT_PARITY_DB["fp32"]
-    parity_reduced_db: float = DEFAULT_PARITY_DB["fp16"]
-    torch_compile: bool = False
-    intra_op_threads: int = 0
-    workspace_mb: int = 4096
-
-    def validate(self) -> list[tuple[str, str]]:
-        """Problems as ``(key, what)`` pairs; empty when the section is valid."""
-        probs: list[tuple[str, str]] = []
-        if self.batch_min < 1:
-            probs.append(("batch_min", f"got {self.batch_min}, expected >= 1"))
-        if not self.batch_min <= self.batch_opt <= self.batch_max:
-            probs.append(
-                (
-                    "batch_opt",
-                    f"got min/opt/max {self.batch_min}/{self.batch_opt}/{self.batch_max}, "
-                    "expected batch_min <= batch_opt <= batch_max",
-                )
-            )
-        for key in ("parity_fp32_db", "parity_reduced_db"):
-            if getattr(self, key) <= 0:
-                probs.append((key, f"got {getattr(self, key)}, expected a positive dB figure"))
-        if self.intra_op_threads < 0:
-            probs.append(("intra_op_threads", f"got {self.intra_op_threads}, expected >= 0"))
-        if self.workspace_mb < 64:
-            probs.append(("workspace_mb", f"got {self.workspace_mb}, expected >= 64"))
-        return probs
-
-    def parity_threshold(self) -> float:
-        """The PSNR gate (dB) for this config's precision."""
-        return self.parity_fp32_db if self.precision == "fp32" else self.parity_reduced_db
-
-    def batch_profile(self) -> tuple[int, int, int]:
-        """``(min, opt, max)`` batch sizes."""
-        return (self.batch_min, self.batch_opt, self.batch_max)
-
-    def resolved_cache_dir(self) -> Path:
-        """The engine cache folder: ``cache_dir``, else ``$LIKENESS_ENGINE_CACHE``, else
-        ``~/.cache/likeness/engines``."""
-        if self.cache_dir is not None:
-            return Path(os.path.expanduser(self.cache_dir))
-        env = os.environ.get(CACHE_ENV)
-        if env:
-            return Path(os.path.expanduser(env))
-        return Path.home() / ".cache" / "likeness" / "engines"
 
 
 class Engine(abc.ABC):

@@ -32,12 +32,13 @@ from typing import Any
 import numpy as np
 
 from engines import backend_module, select_backend
-from engines.base import Engine, EngineConfig
+from engines.base import Engine
 from engines.export import golden_path
 from engines.parity import check_parity, load_golden
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.errors import EngineBuildError, EngineUnavailableError
 from pipeline.hashing import sha256_file
+from pipeline.inference.engine import EngineConfig
 
 log = logging.getLogger(__name__)
 

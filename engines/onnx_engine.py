@@ -14,8 +14,9 @@ from typing import Any, Self
 
 import numpy as np
 
-from engines.base import Engine, Precision, TensorSpec, is_torch, to_numpy
+from engines.base import Engine, TensorSpec, is_torch, to_numpy
 from pipeline.errors import EngineBuildError, EngineUnavailableError
+from pipeline.inference.engine import Precision
 
 PREFERRED_PROVIDERS = (
     "TensorrtExecutionProvider",

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import DEFAULT_PARITY_DB, Engine, to_numpy
+from engines.base import Engine, to_numpy
 from pipeline.atomic import atomic_path
 from pipeline.errors import EngineBuildError, EngineParityError
+from pipeline.inference.engine import DEFAULT_PARITY_DB
 from pipeline.npz import read_npz
 
 #: Schema tag stored in golden ``.npz`` files.

@@ -14,8 +14,9 @@ from typing import Any, Self
 
 import numpy as np
 
-from engines.base import Engine, Precision, TensorSpec, is_torch, to_numpy
+from engines.base import Engine, TensorSpec, is_torch, to_numpy
 from pipeline.errors import EngineBuildError
+from pipeline.inference.engine import Precision
 
 #: Name of the metadata member inside a ``.pt2`` archive.
 META_NAME = "likeness_engine.json"

@@ -24,9 +24,10 @@ from typing import Any, Self
 
 import numpy as np
 
-from engines.base import Engine, Precision, TensorSpec, is_torch, to_numpy
+from engines.base import Engine, TensorSpec, is_torch, to_numpy
 from pipeline.atomic import write_bytes
 from pipeline.errors import EngineBuildError, EngineInputError, EngineUnavailableError
+from pipeline.inference.engine import Precision
 
 INSTALL_HINT = (
     "on a CUDA node: pip install 'likeness[tensorrt]' (TensorRT 10.x wheels bring their own "

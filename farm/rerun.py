@@ -1,9 +1,9 @@
 """Rerun part of a shot: invalidate exactly the stage outputs that must be recomputed.
 
 ``likeness rerun SHOT --from STAGE [--frames A-B]`` invalidates STAGE and every stage downstream
-of it (by the chain's ``after`` links); ``--frames`` narrows chunked stages to the chunks that
+of it (by the stage graph's inputs); ``--frames`` narrows chunked stages to the chunks that
 overlap the range (a merged stage downstream is invalidated whole). Then it runs the chain:
-everything still valid is reused.
+everything still valid is reused (the run is :func:`tasks.run.rerun`).
 
 What it never does:
 
@@ -28,7 +28,9 @@ from pathlib import Path
 
 from pipeline.errors import FarmError
 from pipeline.frames import FrameRange
-from pipeline.plan import STAGES, ShotPlan, StagePlan, cached_plan
+from pipeline.shot.plan import ShotPlan, StagePlan, cached_plan
+from pipeline.stages.graph import STAGES
+from pipeline.stages.graph import downstream as graph_downstream
 from pipeline.workspace import Workdir, clear_state, manifest_matches
 
 log = logging.getLogger("likeness.farm")
@@ -67,7 +69,8 @@ class RerunPlan:
 
 
 def downstream(stage: str) -> list[str]:
-    """``stage`` and every stage that depends on it, directly or not, in chain order.
+    """``stage`` and every stage that depends on it, directly or not, in chain order
+    (:func:`pipeline.stages.graph.downstream`).
 
     Raises:
         FarmError: ``stage`` is not a stage of the chain.
@@ -75,11 +78,7 @@ def downstream(stage: str) -> list[str]:
     names = [s.name for s in STAGES]
     if stage not in names:
         raise FarmError(f"stage {stage!r} is unknown", f"use one of: {', '.join(names)}")
-    hit = {stage}
-    for s in STAGES:
-        if any(a in hit for a in s.after):
-            hit.add(s.name)
-    return [n for n in names if n in hit]
+    return graph_downstream(stage)
 
 
 def _latest_version(wd: Workdir, shot: str) -> str:
@@ -193,38 +192,3 @@ def apply_rerun(rp: RerunPlan) -> str:
             rp.shot, rp.plan.delivery_key, rp.plan.to_json(), new=True
         )
     return rp.version
-
-
-def rerun(
-    workdir: str | os.PathLike[str],
-    shot: str,
-    from_stage: str | None = None,
-    frames: str | None = None,
-    *,
-    scheduler_url: str | None = None,
-    workers: int = 1,
-) -> tuple[RerunPlan, bool]:
-    """Invalidate what :func:`plan_rerun` says and run the shot's chain again.
-
-    Returns:
-        the plan that was applied, and whether the shot completed.
-    """
-    from tasks.deliver import Deliver
-
-    rp = plan_rerun(workdir, shot, from_stage, frames)
-    version = apply_rerun(rp)
-    task = Deliver(
-        spec=str(Path(rp.spec).resolve()),
-        workdir=str(rp.plan.workdir.root),
-        plan_digest=rp.plan.digest,
-        version=version,
-    )
-    if scheduler_url:
-        from farm.worker import run_shared
-
-        ok = run_shared([task], scheduler_url, workers)
-    else:
-        from tasks.cli import run_luigi
-
-        ok = run_luigi([task], None, workers)
-    return rp, ok

@@ -35,7 +35,9 @@ _PARSED_MAX = 256
 
 
 def _add(probs: list[str], source: str, key: str, what: str) -> None:
-    probs.append(f"{source}: {key or '<top>'}: {what}")
+    line = f"{source}: {key or '<top>'}: {what}"
+    if line not in probs:  # a nested section's problem is found by it and by its parent
+        probs.append(line)
 
 
 def read_yaml(path: Path, error_cls: type[ConfigError] = ConfigError) -> Any:
@@ -217,10 +219,13 @@ def _convert_dataclass(cls: Any, value: Any, source: str, key: str, probs: list[
     n0 = len(probs)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    renamed = getattr(cls, "RENAMED_KEYS", {})
     for k in value:
         if k not in fields:
             near = [f for f in fields if f.lower() == str(k).lower().replace("-", "_")]
             tip = f" (did you mean {near[0]!r}?)" if near else ""
+            if k in renamed:
+                tip = f" (renamed to {renamed[k]!r})"
             _add(
                 probs,
                 source,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,9 @@ from pipeline import __version__
 from pipeline.atomic import write_json
 from pipeline.errors import StageError, WorkdirError
 from pipeline.hashing import sha256_file
-from pipeline.shotspec import NAME_RE
+
+#: What a shot name (and so a workdir folder name) may be.
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 MANIFEST = "_manifest.json"
 MANIFEST_SCHEMA = "likeness.manifest/1"

@@ -3,6 +3,8 @@
 A task's parameters carry identity only: the shot spec, the workdir and the plan digest (plus a
 chunk or version where the stage has one). Its output is the stage folder of the plan; it is
 complete only when that folder's ``_manifest.json`` exists and matches the plan's key and config.
+Its requirements are its stage's inputs in the stage graph (:mod:`pipeline.stages.graph`): a
+task declares only which stage it runs.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import luigi
 
 from pipeline.atomic import sweep_temporaries
-from pipeline.plan import ShotPlan, StagePlan, cached_plan
+from pipeline.shot.plan import ShotPlan, StagePlan, cached_plan
+from pipeline.stages.graph import stage_def
 from pipeline.workspace import (
     StageManifest,
     Workdir,
@@ -47,6 +50,10 @@ class ManifestTarget(luigi.Target):
         return manifest_matches(self.folder, self.key, self.config_digest)
 
 
+#: Stage name → the task class that runs it (filled as the task classes are defined).
+TASKS: dict[str, type[ShotTask]] = {}
+
+
 class ShotTask(luigi.Task):
     """Base of every per-shot stage task."""
 
@@ -55,7 +62,13 @@ class ShotTask(luigi.Task):
     plan_digest = luigi.Parameter(description="digest of the shot plan: changes with any config")
     priority = luigi.IntParameter(default=0, significant=False)
 
-    stage_name: str = ""
+    #: The stage this task runs: a name of :data:`pipeline.stages.graph.STAGES`.
+    stage_name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.stage_name:
+            TASKS[stage_def(cls.stage_name).name] = cls
 
     # -- plan lookups ---------------------------------------------------------------------------
     @property
@@ -86,25 +99,39 @@ class ShotTask(luigi.Task):
             **extra,
         }
 
+    def requires(self) -> dict[str, ShotTask | list[ShotTask]]:
+        """The tasks of this stage's inputs in the stage graph, by stage name (a list of chunk
+        tasks for a chunked stage)."""
+        out: dict[str, ShotTask | list[ShotTask]] = {}
+        for name in stage_def(self.stage_name).inputs:
+            task = TASKS[name]
+            if stage_def(name).chunked:
+                out[name] = [task(**self.upstream(chunk=c.chunk)) for c in self.plan.chunks(name)]
+            else:
+                out[name] = task(**self.upstream())
+        return out
+
+    def input_folders(self) -> dict[str, Any]:
+        """The input stages' folders by stage name: a Path, or a list of Paths for chunks."""
+        return {
+            k: [t.folder for t in v] if isinstance(v, list) else v.folder
+            for k, v in self.input().items()
+        }
+
     def output(self) -> ManifestTarget:
         st = self.stage
         return ManifestTarget(st.folder, st.key, st.config_digest)
 
     # -- resources ----------------------------------------------------------------------------
-    #: Set on stages that run on a GPU when the profile asks for one (see ``gpu_stage``).
-    gpu_stage: str | None = None
-
     @property
     def resources(self) -> dict[str, int]:  # type: ignore[override]
-        """``{"gpu": 1}`` for GPU stages whose profile will use a GPU, else nothing.
+        """``{"gpu": 1}`` for a stage that runs on a GPU under this profile, else nothing.
 
         A profile that forces TensorRT (or CUDA fine-tuning) pins its GPU stages to GPU nodes;
         ``auto`` asks for a GPU only where this process sees CUDA. A CPU-only farm therefore
         runs every stage on CPU workers, and a node never takes more GPU work than its GPUs.
         """
-        if self.gpu_stage is None:
-            return {}
-        return {"gpu": 1} if self.plan.profile.wants_gpu(self.gpu_stage) else {}
+        return {"gpu": 1} if self.plan.profile.wants_gpu(stage_def(self.stage_name)) else {}
 
     # -- the run wrapper --------------------------------------------------------------------------
     def run(self) -> None:

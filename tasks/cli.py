@@ -1,6 +1,7 @@
 """The ``likeness`` command line: batch face replacement for film and TV post-production.
 
-Thin glue: argument parsing, then one call into ``pipeline`` or ``luigi.build``.
+Thin glue: argument parsing, then one call into ``pipeline``, the run API (:mod:`tasks.run`) or
+``farm``. The farm commands (scheduler, worker, rerun, logs) are in :mod:`tasks.cli_farm`.
 """
 
 from __future__ import annotations
@@ -12,60 +13,24 @@ import os
 import sys
 from pathlib import Path
 
+from farm.timeline import expand_specs
+from pipeline import __version__
+from pipeline.demo.sample import make_sample_shot
 from pipeline.errors import LikenessError
-
-
-def _luigi_config() -> None:
-    import luigi.configuration
-
-    from pipeline.profile import configs_dir
-
-    cfg = configs_dir() / "luigi.cfg"
-    if cfg.is_file():
-        luigi.configuration.add_config_path(str(cfg))
-
-
-def build_tasks(spec_paths: list[str], workdir: str) -> tuple[list, list[tuple[str, str]]]:
-    """Plan each shot, reserve its version, and return the top tasks plus (shot, version)."""
-    from pipeline.plan import allocate_version, cached_plan
-    from tasks.deliver import Deliver
-
-    tasks, versions = [], []
-    for sp in spec_paths:
-        sp = str(Path(sp).resolve())
-        plan = cached_plan(sp, workdir)
-        version = allocate_version(plan)
-        tasks.append(
-            Deliver(
-                spec=sp,
-                workdir=str(Path(workdir).resolve()),
-                plan_digest=plan.digest,
-                version=version,
-            )
-        )
-        versions.append((plan.spec.shot, version))
-    return tasks, versions
-
-
-def run_luigi(tasks: list, scheduler_url: str | None, workers: int) -> bool:
-    import luigi
-
-    _luigi_config()
-    kwargs = {"workers": workers, "detailed_summary": True}
-    if scheduler_url:
-        kwargs["scheduler_url"] = scheduler_url
-    else:
-        kwargs["local_scheduler"] = True
-    result = luigi.build(tasks, **kwargs)
-    ok = result.status.name in ("SUCCESS", "SUCCESS_WITH_RETRY")
-    if not ok:
-        print(result.summary_text, file=sys.stderr)
-    return ok
+from pipeline.eval.cli import main as eval_main
+from pipeline.models.networks import load_network_config
+from pipeline.shot.status import format_table, workdir_status
+from pipeline.shot.validate import validate_shot
+from pipeline.tracking.tracker import TrackerParams
+from pipeline.train.corpus import prepare_corpus
+from pipeline.train.launch import run_local
+from pipeline.train.meta import load_config
+from pipeline.train.meta import main as meta_main
+from tasks.cli_farm import add_farm_commands
+from tasks.run import build_tasks, run
 
 
 def _print_outputs(workdir: str, versions: list[tuple[str, str]]) -> None:
-    from pipeline.status import workdir_status
-
     st = workdir_status(workdir)
     for shot, v in versions:
         outs = st["shots"][shot]["versions"][v]["outputs"]
@@ -76,8 +41,6 @@ def _print_outputs(workdir: str, versions: list[tuple[str, str]]) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pipeline.validate import validate_shot
-
     bad = 0
     for p in args.specs:
         try:
@@ -91,41 +54,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from farm.timeline import expand_specs
-    from pipeline.validate import validate_shot
-
-    args.specs = expand_specs(args.specs)
-    for p in args.specs:
+    specs = expand_specs(args.specs)
+    for p in specs:
         validate_shot(p)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    tasks, versions = build_tasks(args.specs, args.workdir)
-    if args.scheduler_url:
-        from farm.worker import run_shared
-
-        _luigi_config()
-        ok = run_shared(tasks, args.scheduler_url, args.workers)
-    else:
-        ok = run_luigi(tasks, args.scheduler_url, args.workers)
+    tasks, versions = build_tasks(specs, args.workdir)
+    ok = run(tasks, args.scheduler_url, args.workers)
     _print_outputs(args.workdir, versions)
     return 0 if ok else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.status import format_table, workdir_status
-
     st = workdir_status(args.workdir)
     print(json.dumps(st, indent=2) if args.json else format_table(st))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import make_sample_shot
-
     work = Path(args.workdir).resolve()
     spec = make_sample_shot(work / "sample")
     print(f"sample shot: {spec}")
     tasks, versions = build_tasks([str(spec)], str(work))
-    ok = run_luigi(tasks, args.scheduler_url, args.workers)
+    ok = run(tasks, args.scheduler_url, args.workers)
     print("\nlikeness demo outputs:")
     _print_outputs(str(work), versions)
     print(f"\nstatus: likeness status --workdir {work}")
@@ -133,18 +83,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train_base(args: argparse.Namespace) -> int:
-    from pipeline.models import load_profile as load_model_profile
-    from pipeline.track import TrackConfig
-    from pipeline.train.corpus import prepare_corpus
-    from pipeline.train.meta import load_config
-
     out = Path(args.out).resolve()
     corpus = Path(args.corpus).resolve()
     index = corpus / "index.json"
     if not index.is_file():
         cfg = load_config(args.config)
-        size = int(load_model_profile(cfg.profile).image_size)
-        info = prepare_corpus(corpus, out / "corpus", size, TrackConfig(), args.max_frames)
+        size = int(load_network_config(cfg.network).image_size)
+        info = prepare_corpus(corpus, out / "corpus", size, TrackerParams(), args.max_frames)
         print(
             f"corpus: {info['entries']} video(s) ready, {len(info['skipped'])} skipped -> {info['index']}"
         )
@@ -155,17 +100,23 @@ def cmd_train_base(args: argparse.Namespace) -> int:
     if args.threads:
         meta_args += ["--threads", str(args.threads)]
     if args.nproc > 1:
-        from pipeline.train.launch import run_local
-
         return run_local(args.nproc, ["-m", "pipeline.train.meta", *meta_args])
-    from pipeline.train.meta import main as meta_main
-
     return meta_main(meta_args)
 
 
-def make_parser() -> argparse.ArgumentParser:
-    from pipeline import __version__
+def _run_opts(q: argparse.ArgumentParser, workdir_default: str | None = None) -> None:
+    if workdir_default is None:
+        q.add_argument("--workdir", required=True)
+    else:
+        q.add_argument("--workdir", default=workdir_default)
+    q.add_argument(
+        "--scheduler-url", default=None, help="a running luigid; default: local scheduler"
+    )
+    q.add_argument("--workers", type=int, default=1)
 
+
+def make_parser() -> argparse.ArgumentParser:
+    """The ``likeness`` argument parser, every subcommand included."""
     ap = argparse.ArgumentParser(prog="likeness", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"likeness {__version__}")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -175,16 +126,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="+")
     p.set_defaults(fn=cmd_validate)
 
-    def run_opts(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--workdir", required=True)
-        q.add_argument(
-            "--scheduler-url", default=None, help="a running luigid; default: local scheduler"
-        )
-        q.add_argument("--workers", type=int, default=1)
-
     p = sub.add_parser("submit", help="run the chain for one or more shots")
     p.add_argument("specs", nargs="+")
-    run_opts(p)
+    _run_opts(p)
     p.set_defaults(fn=cmd_submit)
 
     p = sub.add_parser("status", help="list each shot's stages with their state and outputs")
@@ -203,16 +147,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=300, help="frames read per corpus video")
     p.set_defaults(fn=cmd_train_base)
 
-    # Listed for --help only: main() hands `likeness eval ...` to pipeline.eval.main directly.
+    # Listed for --help only: main() hands `likeness eval ...` to pipeline.eval.cli.main directly.
     sub.add_parser("eval", help="the quality harness (likeness eval --help)", add_help=False)
 
     p = sub.add_parser("demo", help="generate the embedded sample shot and run the chain on it")
-    p.add_argument("--workdir", default="demo_work")
-    p.add_argument("--scheduler-url", default=None)
-    p.add_argument("--workers", type=int, default=1)
+    _run_opts(p, workdir_default="demo_work")
     p.set_defaults(fn=cmd_demo)
-
-    from farm.cli import add_farm_commands
 
     add_farm_commands(sub)
     return ap
@@ -222,8 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["eval"]:
         # The quality harness has its own argument parser (options included): hand it the rest.
-        from pipeline.eval import main as eval_main
-
         return eval_main(argv[1:])
     args = make_parser().parse_args(argv)
     logging.basicConfig(

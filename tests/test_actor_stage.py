@@ -6,19 +6,19 @@ import hashlib
 
 import pytest
 
-from pipeline.actor_stage import FinetuneStageConfig
 from pipeline.config import from_mapping
 from pipeline.errors import ConfigError
+from pipeline.stages.finetune import FinetuneConfig
 
 
 def test_base_checkpoint_needs_its_sha256(tmp_path):
     base = tmp_path / "base.pt"
     base.write_bytes(b"weights")
     with pytest.raises(ConfigError, match="base_sha256: is required with base_checkpoint"):
-        from_mapping(FinetuneStageConfig, {"base_checkpoint": str(base)})
+        from_mapping(FinetuneConfig, {"base_checkpoint": str(base)})
     with pytest.raises(ConfigError, match="not a hex SHA-256"):
-        from_mapping(FinetuneStageConfig, {"base_checkpoint": str(base), "base_sha256": "abc"})
+        from_mapping(FinetuneConfig, {"base_checkpoint": str(base), "base_sha256": "abc"})
     digest = hashlib.sha256(b"weights").hexdigest()
-    cfg = from_mapping(FinetuneStageConfig, {"base_checkpoint": str(base), "base_sha256": digest})
+    cfg = from_mapping(FinetuneConfig, {"base_checkpoint": str(base), "base_sha256": digest})
     assert cfg.base_sha256 == digest
-    assert from_mapping(FinetuneStageConfig, {}).base_checkpoint is None  # from scratch
+    assert from_mapping(FinetuneConfig, {}).base_checkpoint is None  # from scratch

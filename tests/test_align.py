@@ -14,9 +14,9 @@ from pipeline.align import (
     similarity_transform,
     umeyama,
 )
+from pipeline.demo.synthetic import astronaut
 from pipeline.errors import NoFaceError
 from pipeline.landmarks import get_backend
-from pipeline.synthetic import astronaut
 
 
 def _similar(points: np.ndarray, scale: float, deg: float, t: tuple[float, float]) -> np.ndarray:

@@ -46,12 +46,12 @@ def test_a_bad_clip_is_named_and_the_others_are_kept(bench, tmp_path, monkeypatc
     def fake_eval(clip, *args, **kwargs):
         calls.append(Path(clip))
         if Path(clip) == missing:
-            from pipeline.eval import load_clip
+            from pipeline.eval.clips import load_clip
 
             load_clip(clip, 64)  # the real decoder's named error
         return dict(_scored(Path(clip), 0.04), frames=[{"frame": 1}])
 
-    monkeypatch.setattr("pipeline.eval.evaluate_clip", fake_eval)
+    monkeypatch.setattr("pipeline.eval.run.evaluate_clip", fake_eval)
     out = tmp_path / "q.json"
     rc = bench.main(
         [
@@ -91,7 +91,7 @@ def test_resume_keeps_finished_clips_and_refuses_other_settings(
         scored.append(Path(clip).name)
         return _scored(Path(clip), 0.05)
 
-    monkeypatch.setattr("pipeline.eval.evaluate_clip", fake_eval)
+    monkeypatch.setattr("pipeline.eval.run.evaluate_clip", fake_eval)
     assert bench.main(args) == 0
     assert scored == ["a.mp4", "b.mp4"]
     assert bench.main([*args, "--resume"]) == 0

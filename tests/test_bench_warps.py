@@ -24,8 +24,8 @@ def bench():
 
 def test_scores_every_row_and_skips_a_bad_clip(bench, tmp_path: Path, capsys) -> None:
     pytest.importorskip("dlib")
+    from pipeline.demo.synthetic import Motion, astronaut_head, moving_portrait
     from pipeline.io import ProResWriter
-    from pipeline.synthetic import Motion, astronaut_head, moving_portrait
 
     frames, _ = moving_portrait(
         48, size=(256, 256), portrait=astronaut_head(), motion=Motion(tx=6, ty=3, rot_deg=5)

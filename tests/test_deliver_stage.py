@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.deliver_stage import finetune_note
+from pipeline.qc.contact import finetune_note
 
 
 def _curves(tmp_path: Path, **summary: object) -> Path:

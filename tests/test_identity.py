@@ -1,4 +1,4 @@
-"""pipeline.identity: 128-d descriptors on package-shipped portraits."""
+"""pipeline.tracking.identity: 128-d descriptors on package-shipped portraits."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from pipeline.identity import (
+from pipeline.demo.synthetic import astronaut
+from pipeline.landmarks import get_backend
+from pipeline.tracking.identity import (
     SAME_PERSON_DISTANCE,
     chip_descriptor,
     descriptor_distance,
     face_chip,
     face_descriptor,
 )
-from pipeline.landmarks import get_backend
-from pipeline.synthetic import astronaut
 
 
 def _hopper() -> np.ndarray:

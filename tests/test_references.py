@@ -2,15 +2,11 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.demo.synthetic import astronaut_head
 from pipeline.errors import DecodeError, NoFaceError, SchemaError
-from pipeline.references import (
-    ReferencesConfig,
-    load_references,
-    load_still,
-    prepare_references,
-    run_references,
-)
-from pipeline.synthetic import astronaut_head
+from pipeline.references.prepare import load_still, prepare_references
+from pipeline.references.store import load_references
+from pipeline.stages.references import ReferencesConfig, run_references
 
 
 def _png(path, img):

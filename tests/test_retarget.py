@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import RetargetError
-from pipeline.retarget import (
+from pipeline.inference.retarget import (
     apply_similarity,
     fit_similarity,
     invert_similarity,

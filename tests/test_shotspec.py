@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from pipeline.errors import ShotSpecError
-from pipeline.shotspec import load_shot
+from pipeline.shot.spec import load_shot
 
 
 def _shot(tmp_path, **over):

@@ -1,4 +1,4 @@
-"""pipeline.smooth: RTS smoother; jitter and lag figures on generated plates with known motion."""
+"""pipeline.tracking.smooth: RTS smoother; jitter and lag figures on generated plates with known motion."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import pytest
 
 from pipeline.align import CANONICAL_68, apply_affine
 from pipeline.config import from_mapping
+from pipeline.demo.synthetic import Motion, astronaut, moving_portrait
 from pipeline.errors import ConfigError
 from pipeline.landmarks import get_backend
 from pipeline.qc.tracking import jitter
-from pipeline.smooth import SmoothConfig, pose_and_shape, rts_smooth, smooth_track
-from pipeline.synthetic import Motion, astronaut, moving_portrait
-from pipeline.track import TrackConfig, merge_chunks, track_chunk
+from pipeline.stages.track import TrackConfig
+from pipeline.tracking.merge import merge_chunks
+from pipeline.tracking.smooth import SmoothConfig, pose_and_shape, rts_smooth, smooth_track
+from pipeline.tracking.tracker import track_chunk
 
 N = 30
 

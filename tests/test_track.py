@@ -10,22 +10,15 @@ import pytest
 
 from pipeline.align import apply_affine
 from pipeline.config import from_mapping
+from pipeline.demo.synthetic import Motion, astronaut, moving_portrait
 from pipeline.errors import ConfigError, FaceLostError, IdentityError, SchemaError, StageError
-from pipeline.identity import face_chip, face_descriptor
 from pipeline.landmarks import get_backend
-from pipeline.synthetic import Motion, astronaut, moving_portrait
-from pipeline.track import (
-    IdentityHint,
-    TrackConfig,
-    check_gaps,
-    describe_gap,
-    hint_from_seed,
-    iou,
-    load_chunk,
-    merge_chunks,
-    save_chunk,
-    track_chunk,
-)
+from pipeline.stages.track import TrackConfig
+from pipeline.tracking.chunks import load_chunk, save_chunk
+from pipeline.tracking.hint import hint_from_seed
+from pipeline.tracking.identity import face_chip, face_descriptor
+from pipeline.tracking.merge import check_gaps, describe_gap, merge_chunks
+from pipeline.tracking.tracker import IdentityHint, iou, track_chunk
 
 SIZE = 256
 

@@ -8,20 +8,15 @@ import pytest
 import torch
 from scipy.ndimage import map_coordinates
 
+from pipeline.demo.synthetic import astronaut
 from pipeline.errors import WarpInputError
+from pipeline.inference.retarget import apply_similarity
 from pipeline.models.rasterize import rasterize
-from pipeline.models.warp import (
-    Remap,
-    nearest_reference,
-    remap_torch,
-    shape_distance,
-    tps_map,
-    warp_baseline,
-    warp_image,
-    warp_map,
-)
-from pipeline.retarget import apply_similarity
-from pipeline.synthetic import astronaut
+from pipeline.warping.image import warp_baseline, warp_image
+from pipeline.warping.mesh import warp_map
+from pipeline.warping.remap import Remap, remap_torch
+from pipeline.warping.shapes import nearest_reference, shape_distance
+from pipeline.warping.tps import tps_map
 
 
 def face(size: int, mouth_open: float = 0.0) -> np.ndarray:

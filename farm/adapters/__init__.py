@@ -15,102 +15,16 @@ stage a ``likeness worker`` elsewhere already ran, is not run twice.
 from __future__ import annotations
 
 import importlib
-import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from farm.adapters.base import FarmBatch, ShotJob, StageJob
 from pipeline.errors import FarmError
-
-
-@dataclass(frozen=True)
-class StageJob:
-    """One stage of a shot as the farm sees it.
-
-    Attributes:
-        name: the stage.
-        frames: the frame range split into chunks (``1001-1096``); None for a one-task stage.
-        chunk_size: frames per farm task when ``frames`` is set.
-        after: stages of the same shot that must finish first.
-        resources: what one task needs on its node, e.g. ``{"gpu": 1}``.
-    """
-
-    name: str
-    frames: str | None = None
-    chunk_size: int = 1
-    after: tuple[str, ...] = ()
-    resources: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def n_chunks(self) -> int:
-        if self.frames is None:
-            return 1
-        first, last = (int(x) for x in self.frames.split("-"))
-        return -(-(last - first + 1) // self.chunk_size)
-
-    @property
-    def gpus(self) -> int:
-        return int(self.resources.get("gpu", 0))
-
-
-@dataclass(frozen=True)
-class ShotJob:
-    """A shot: its spec path (as the farm nodes see it) and its stages, upstream first."""
-
-    shot: str
-    spec: str
-    stages: tuple[StageJob, ...]
-
-
-@dataclass(frozen=True)
-class FarmBatch:
-    """A batch of shots for one farm submission. Paths are as the farm nodes see them.
-
-    Attributes:
-        name: batch name (job names derive from it).
-        shots: the shots.
-        scheduler_url: the central scheduler the farm tasks report to.
-        workdir: the likeness workdir on shared storage.
-        likeness: the command that runs likeness on a node.
-        log_dir: where the farm manager writes task logs (Slurm); default ``workdir/farm-logs``.
-        priority: 0-100.
-        show, user: OpenCue's show and user; ``pool`` Deadline's pool, Slurm's partition.
-    """
-
-    name: str
-    shots: tuple[ShotJob, ...]
-    scheduler_url: str
-    workdir: str
-    likeness: str = "likeness"
-    log_dir: str | None = None
-    priority: int = 50
-    show: str = "likeness"
-    user: str = "wrangler"
-    pool: str | None = None
-
-    def command(self, shot: ShotJob, stage: StageJob, frames: str | None = None) -> str:
-        """The shell command of one farm task (``frames`` may hold the manager's tokens)."""
-        args = [
-            "worker",
-            "--scheduler-url",
-            self.scheduler_url,
-            "--workdir",
-            self.workdir,
-            "--stage",
-            stage.name,
-        ]
-        if stage.gpus:
-            args += ["--resources", f"gpu={stage.gpus}"]
-        cmd = " ".join([self.likeness, *(shlex.quote(a) for a in args)])
-        if frames is not None:
-            cmd += f" --frames {frames}"
-        return f"{cmd} {shlex.quote(shot.spec)}"
-
-    @property
-    def logs(self) -> str:
-        return self.log_dir or f"{self.workdir.rstrip('/')}/farm-logs"
+from pipeline.shot.plan import allocate_version, cached_plan
+from pipeline.stages.graph import STAGES, wants_gpu
 
 
 @dataclass(frozen=True)
@@ -180,30 +94,6 @@ def write(name: str, batch: FarmBatch, out_dir: str | Path) -> list[Path]:
     return paths
 
 
-def _stage_resources(stage: str, profile: Any) -> dict[str, int]:
-    """What one task of ``stage`` needs on its farm node.
-
-    A farm manager's job description is written before any node is chosen, so a GPU stage asks
-    for a GPU unless its profile pins it to the CPU (``engine.backend: onnxruntime``/``torch``,
-    ``finetune.device: cpu``).
-    """
-    from tasks.base import ShotTask
-
-    todo: list[type] = list(ShotTask.__subclasses__())
-    while todo:
-        cls = todo.pop()
-        todo += cls.__subclasses__()
-        if getattr(cls, "stage_name", None) != stage:
-            continue
-        gpu_stage = getattr(cls, "gpu_stage", None)
-        if gpu_stage == "finetune":
-            return {"gpu": 1} if profile.finetune.device != "cpu" else {}
-        if gpu_stage == "engine":
-            return {"gpu": 1} if profile.engine.backend in ("auto", "tensorrt") else {}
-        return {}
-    return {}
-
-
 def batch_from_specs(
     specs: Sequence[str],
     workdir: str,
@@ -217,9 +107,6 @@ def batch_from_specs(
     Versions are reserved here, at submission, so that every farm task of a shot delivers the
     same version.
     """
-    import tasks.deliver  # noqa: F401 - registers the stage tasks (and their resources)
-    from pipeline.plan import STAGES, allocate_version, cached_plan
-
     shots = []
     for sp in specs:
         plan = cached_plan(str(Path(sp).resolve()), str(Path(workdir).resolve()))
@@ -227,13 +114,16 @@ def batch_from_specs(
         stages = []
         for sd in STAGES:
             chunk = getattr(plan.profile, sd.section).chunk_size if sd.chunked else 1
+            # A job description is written before any node is chosen: a GPU stage asks for a
+            # GPU unless its profile pins it to the CPU.
+            gpu = wants_gpu(sd, plan.profile, cuda=None)
             stages.append(
                 StageJob(
                     sd.name,
                     str(plan.frames) if sd.chunked else None,
                     chunk,
-                    sd.after,
-                    _stage_resources(sd.name, plan.profile),
+                    sd.inputs,
+                    {"gpu": 1} if gpu else {},
                 )
             )
         shots.append(ShotJob(plan.spec.shot, str(plan.spec.source), tuple(stages)))

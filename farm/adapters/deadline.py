@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 
-from farm.adapters import FarmBatch, ShotJob, StageJob
+from farm.adapters.base import FarmBatch, ShotJob, StageJob
 
 
 def _kv(pairs: list[tuple[str, str | int]]) -> str:

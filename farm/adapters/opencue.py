@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from xml.sax.saxutils import escape
 
-from farm.adapters import FarmBatch, ShotJob
+from farm.adapters.base import FarmBatch, ShotJob
 
 DOCTYPE = (
     '<!DOCTYPE spec PUBLIC "SPI Cue  Specification Language" '

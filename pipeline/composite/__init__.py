@@ -12,7 +12,6 @@ from __future__ import annotations
 from pipeline.composite.blend import laplacian_blend
 from pipeline.composite.colormatch import color_match
 from pipeline.composite.comp import (
-    CompositeConfig,
     CompositedFrame,
     CompositeSequence,
     composite_frame,
@@ -20,6 +19,7 @@ from pipeline.composite.comp import (
     plate_to_crop,
     warp_to_plate,
 )
+from pipeline.composite.config import CompositeConfig
 from pipeline.composite.matte import face_matte
 from pipeline.composite.temporal import edge_flicker, smooth_over_time
 

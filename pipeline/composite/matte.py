@@ -19,7 +19,7 @@ import numpy as np
 from pipeline.errors import CompositeError, NoFaceError
 
 if TYPE_CHECKING:
-    from pipeline.composite.comp import CompositeConfig
+    from pipeline.composite.config import CompositeConfig
 
 #: iBUG-68 indices of the eyebrows (left brow 17-21, right brow 22-26).
 BROWS = np.arange(17, 27)

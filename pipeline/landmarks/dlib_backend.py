@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from pipeline.errors import WeightsMissingError
-from pipeline.landmarks import Box, Detection, check_image
+from pipeline.landmarks.base import Box, Detection, check_image
 
 SHAPE_PREDICTOR_68 = "shape_predictor_68_face_landmarks.dat"
 FACE_RECOGNITION_RESNET = "dlib_face_recognition_resnet_model_v1.dat"

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from pipeline.errors import CheckpointError, EngineUnavailableError, WeightsMissingError
-from pipeline.landmarks import Box, Detection, check_image
+from pipeline.landmarks.base import Box, Detection, check_image
 from pipeline.landmarks.dlib_backend import hog_boxes, score_to_confidence, to_gray
 
 #: The file face-alignment 1.5 would place in ``$TORCH_HOME/hub/checkpoints`` for 2D-FAN-4

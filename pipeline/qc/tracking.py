@@ -13,6 +13,9 @@ import cv2
 import numpy as np
 
 from pipeline.atomic import atomic_path
+from pipeline.color import ColorPipeline
+from pipeline.io.plate_cache import CachedPlate, display_frame
+from pipeline.io.prores import ProResWriter
 from pipeline.landmarks.sidecar import Landmarks
 
 #: iBUG 68 contour groups drawn as polylines: (first, last, closed).
@@ -155,4 +158,29 @@ def plot_tracking(lm: Landmarks, path: str | os.PathLike[str]) -> Path:
     )
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
+    return Path(path)
+
+
+def write_overlay_movie(
+    path: str | os.PathLike[str], plate: CachedPlate, lm: Landmarks, color: ColorPipeline
+) -> Path:
+    """The landmark QC movie: every frame of the plate, as the detectors saw it, with its
+    landmarks drawn (:func:`overlay_frame`); ProRes 422 HQ tagged sRGB, the plate's timecode."""
+    with ProResWriter(
+        Path(path),
+        width=plate.width,
+        height=plate.height,
+        fps=plate.fps,
+        codec="prores_422hq",
+        timecode=plate.timecode_at(plate.frames.first),
+        metadata={"comment": "likeness landmark QC"},
+        color="srgb",
+    ) as movie:
+        for i, n in enumerate(lm.frames):
+            img = display_frame(plate, int(n), color)  # H×W×3 uint8, the plate's encoding
+            over = overlay_frame(
+                img, lm.points[i], float(lm.confidence[i]), bool(lm.tracked[i]),
+                bool(lm.interpolated[i]),
+            )  # fmt: skip
+            movie.write(over.astype(np.float32) / 255.0)
     return Path(path)

@@ -6,7 +6,7 @@ stage's library (keyframe detection, tracking, smoothing), so the base model tra
 kind of landmarks it is driven with in production. Each tracked frame is aligned to the canonical
 template at the model's image size.
 
-Output, the layout :func:`pipeline.train.meta.build_corpus_index` reads:
+Output, the layout :func:`pipeline.train.episodes.build_corpus_index` reads:
 ``OUT/identity/video/frames/000000.png`` and ``OUT/identity/video/landmarks.npz`` (``points``:
 F×68×2 float32 crop pixels). A prepared video is skipped on a rerun (its ``landmarks.npz`` is
 written last, atomically), so a killed preparation resumes where it stopped.
@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline.atomic import atomic_dir, write_npz
 from pipeline.errors import DecodeError, NoFaceError
-from pipeline.shotspec import MOVIE_SUFFIXES
+from pipeline.io.movie import MOVIE_SUFFIXES
 
 log = logging.getLogger("likeness")
 
@@ -34,7 +34,7 @@ _STILLS = (".png", ".jpg", ".jpeg")
 def _video_frames(folder: Path, max_frames: int) -> Iterator[np.ndarray]:
     """Frames of one corpus video. Yields: H×W×3 uint8 display sRGB."""
     from pipeline.io import open_plate
-    from pipeline.references import load_still
+    from pipeline.references.prepare import load_still
 
     stills = sorted(p for p in folder.iterdir() if p.suffix.lower() in _STILLS)
     movies = sorted(p for p in folder.iterdir() if p.suffix.lower() in MOVIE_SUFFIXES)
@@ -59,7 +59,8 @@ def prepare_video(src: Path, dst: Path, size: int, track_cfg: Any, max_frames: i
     Raises:
         NoFaceError: no frame of the video shows a trackable face.
     """
-    from pipeline.track import merge_chunks, track_chunk
+    from pipeline.tracking.merge import merge_chunks
+    from pipeline.tracking.tracker import track_chunk
 
     frames = list(_video_frames(src, max_frames))
     if not frames:
@@ -97,7 +98,7 @@ def prepare_corpus(
     Raises:
         CorpusError: nothing usable was found.
     """
-    from pipeline.train.meta import build_corpus_index
+    from pipeline.train.episodes import build_corpus_index
 
     done, skipped = 0, []
     for vdir in sorted(p for p in src.glob("*/*") if p.is_dir()):

@@ -15,7 +15,7 @@ Without torchrun's environment it runs as one process. On CUDA, forwards run und
 autocast.
 
 Checkpoints: rank 0 rewrites ``OUT/checkpoint.pt`` atomically every ``checkpoint_every`` steps
-and at the end (see :mod:`pipeline.train.checkpoint`). A run killed with ``kill -9`` and started
+and at the end (see :mod:`pipeline.models.checkpoint`). A run killed with ``kill -9`` and started
 again with the same command resumes from it and ends bit-identical to an uninterrupted run on the
 same device and world size (batches depend only on ``(seed, step, rank)``; optimizer and RNG
 states are restored).
@@ -44,34 +44,31 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import math
 import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
-import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from pipeline.atomic import write_json
 from pipeline.config import from_mapping, read_yaml, to_jsonable
-from pipeline.errors import CheckpointError, ConfigError, CorpusError, LikenessError
+from pipeline.errors import CheckpointError, ConfigError, LikenessError
 from pipeline.hashing import sha256_file
-from pipeline.models import build, load_profile
+from pipeline.models.checkpoint import load_checkpoint, restore_training, save_checkpoint
 from pipeline.models.discriminator import Discriminator
 from pipeline.models.embedder import Embedder
+from pipeline.models.fusion import Fusion
 from pipeline.models.generator import Generator
-from pipeline.models.rasterize import rasterize
-from pipeline.models.warp import fused_warp
-from pipeline.train.checkpoint import load_checkpoint, restore_training, save_checkpoint
+from pipeline.models.networks import build, load_network_config
 from pipeline.train.determinism import deterministic_algorithms
+from pipeline.train.episodes import read_corpus_index, sample_episodes
 from pipeline.train.losses import build_perceptual
 from pipeline.train.objective import (
     LossWeights,
@@ -82,9 +79,8 @@ from pipeline.train.objective import (
 
 log = logging.getLogger(__name__)
 
-CORPUS_SCHEMA = "likeness.corpus/1"
+
 CHECKPOINT_NAME = "checkpoint.pt"
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +88,7 @@ class MetaTrainConfig:
     """``train-base`` settings (loaded with ``from_mapping`` from YAML).
 
     Attributes:
-        profile: model profile name or YAML path (``configs/models``).
+        network: network config name or YAML path (``configs/networks``).
         k: reference frames per episode (the paper's K; episodes hold K+1 frames).
         steps: total optimisation steps.
         max_minutes: wall-time budget in minutes over all resumed runs; training stops at the
@@ -109,16 +105,20 @@ class MetaTrainConfig:
         deterministic: deterministic torch algorithms (exact resume).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         amp: bf16 autocast on CUDA.
-        fuse_top: G's warp input blends this many nearest references of the episode, as the
-            fine-tune does (:func:`pipeline.models.warp.fused_warp`; 1 = the nearest only).
-        fuse_temperature: the blend's softmax temperature, in shape-distance units.
-        fuse_spline: weight of the thin-plate spline in each reference's warp (0 =
-            piecewise-affine; :func:`pipeline.models.warp.warp_image`).
-        fuse_flow: how far each warp moves onto the blend's geometry along its optical flow
-            before blending (:func:`pipeline.models.warp.blend_warps`; 0 = the plain mean).
+        fusion: how G's warp input is built from the episode's references, as the fine-tune
+            builds it (:class:`~pipeline.models.fusion.Fusion`).
     """
 
-    profile: str = "cpu-preview"
+    #: Keys of earlier versions, for the config loader's "renamed to" hint.
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {
+        "profile": "network",
+        "fuse_top": "fusion.top",
+        "fuse_temperature": "fusion.temperature",
+        "fuse_spline": "fusion.spline",
+        "fuse_flow": "fusion.flow",
+    }
+
+    network: str = "cpu-preview"
     k: int = 8
     steps: int = 100000
     max_minutes: float | None = None
@@ -134,201 +134,20 @@ class MetaTrainConfig:
     deterministic: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
-    fuse_top: int = 3
-    fuse_temperature: float = 0.01
-    fuse_spline: float = 0.0
-    fuse_flow: float = 0.0
+    fusion: Fusion = dataclasses.field(default_factory=Fusion)
 
     def validate(self) -> list[tuple[str, str]]:
         """Problems as ``(key, what)``; empty when valid."""
         probs = [
             (key, f"got {getattr(self, key)}, expected ≥ 1")
-            for key in ("k", "steps", "batch_size", "checkpoint_every", "log_every", "fuse_top")
+            for key in ("k", "steps", "batch_size", "checkpoint_every", "log_every")
             if getattr(self, key) < 1
         ]
-        if not self.fuse_temperature > 0:
-            probs.append(("fuse_temperature", f"got {self.fuse_temperature}, expected > 0"))
-        for key in ("fuse_spline", "fuse_flow"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                probs.append((key, f"got {getattr(self, key)}, expected 0..1"))
         if self.max_minutes is not None and not self.max_minutes > 0:
             probs.append(("max_minutes", f"got {self.max_minutes}, expected > 0 or null"))
+        probs += [(f"fusion.{k}", w) for k, w in self.fusion.validate()]
         probs += [(f"weights.{k}", w) for k, w in self.weights.validate()]
         return probs
-
-
-@dataclasses.dataclass(frozen=True)
-class VideoEntry:
-    """One corpus video: its frame files and landmarks file (absolute paths)."""
-
-    identity: str
-    video: str
-    frames: tuple[Path, ...]
-    landmarks: Path
-
-
-def build_corpus_index(root: str | Path, out: str | Path | None = None) -> dict[str, Any]:
-    """Scan ``root/identity/video/{frames/*.png, landmarks.npz}`` into a corpus index.
-
-    Args:
-        root: the corpus folder.
-        out: where to write the index JSON (atomically); ``root/index.json`` by default.
-
-    Returns:
-        the index (paths relative to ``root``).
-
-    Raises:
-        CorpusError: no usable video found.
-    """
-    root = Path(root)
-    videos = []
-    for lm in sorted(root.glob("*/*/landmarks.npz")):
-        vdir = lm.parent
-        frames = sorted(
-            p for p in (vdir / "frames").iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES
-        )
-        if not frames:
-            continue
-        videos.append(
-            {
-                "identity": vdir.parent.name,
-                "video": vdir.name,
-                "frames": [str(p.relative_to(root)) for p in frames],
-                "landmarks": str(lm.relative_to(root)),
-            }
-        )
-    if not videos:
-        raise CorpusError(
-            f"no videos under {root}",
-            "lay the corpus out as identity/video/frames/*.png + landmarks.npz",
-        )
-    index = {"schema": CORPUS_SCHEMA, "videos": videos}
-    write_json(Path(out) if out else root / "index.json", index)
-    return index
-
-
-def read_corpus_index(path: str | Path, min_frames: int) -> list[VideoEntry]:
-    """Read and check a corpus index; videos with fewer than ``min_frames`` frames are dropped.
-
-    Raises:
-        CorpusError: unreadable, wrong schema, missing files, or no video long enough.
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CorpusError(f"cannot read corpus index {path}: {exc}") from exc
-    if not isinstance(data, dict) or data.get("schema") != CORPUS_SCHEMA:
-        raise CorpusError(
-            f"{path} is not a {CORPUS_SCHEMA} index", "write one with build_corpus_index(root)"
-        )
-    base = path.parent
-    out = []
-    for i, v in enumerate(data.get("videos", [])):
-        try:
-            entry = VideoEntry(
-                str(v["identity"]),
-                str(v["video"]),
-                tuple(base / f for f in v["frames"]),
-                base / v["landmarks"],
-            )
-        except (KeyError, TypeError) as exc:
-            raise CorpusError(f"{path}: videos[{i}] lacks {exc}") from exc
-        if not entry.landmarks.is_file():
-            raise CorpusError(f"{path}: videos[{i}]: landmarks file {entry.landmarks} is missing")
-        if len(entry.frames) < min_frames:
-            log.warning(
-                "skipping %s/%s: %d frames < %d",
-                entry.identity,
-                entry.video,
-                len(entry.frames),
-                min_frames,
-            )
-            continue
-        out.append(entry)
-    if not out:
-        raise CorpusError(
-            f"{path}: no video has the {min_frames} frames an episode needs", "lower k"
-        )
-    return out
-
-
-def _load_frame(path: Path, size: int) -> tuple[np.ndarray, float]:
-    """Read a crop, resize to size → (S×S×3 float32 0..1 display sRGB, scale factor)."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise CorpusError(f"cannot read frame {path}")
-    scale = size / bgr.shape[1]
-    if bgr.shape[:2] != (size, size):
-        bgr = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0, scale
-
-
-def sample_episodes(
-    videos: list[VideoEntry],
-    k: int,
-    count: int,
-    size: int,
-    seed: int,
-    step: int,
-    rank: int,
-    fuse_top: int = 1,
-    fuse_temperature: float = 0.01,
-    fuse_spline: float = 0.0,
-    fuse_flow: float = 0.0,
-) -> dict[str, torch.Tensor]:
-    """Draw ``count`` episodes of K+1 frames, deterministically from ``(seed, step, rank)``.
-
-    The warp is the episode's ``fuse_top`` references nearest the target, warped to it and
-    blended (:func:`pipeline.models.warp.fused_warp`), as G gets it when fine-tuned and run.
-
-    Returns:
-        ``refs`` B×K×3×S×S and ``ref_lms`` B×K×3×S×S (float32 0..1 display sRGB),
-        ``target``, ``target_lm``, ``warp`` B×3×S×S, ``identity`` B int64.
-    """
-    rng = np.random.default_rng([seed, step, rank])
-    refs, ref_lms, tgts, tgt_lms, warps, ids = [], [], [], [], [], []
-    for _ in range(count):
-        vi = int(rng.integers(len(videos)))
-        v = videos[vi]
-        pick = rng.choice(len(v.frames), size=k + 1, replace=False)
-        with np.load(v.landmarks, allow_pickle=False) as npz:
-            all_pts = npz["points"]
-        imgs, pts = [], []
-        for j in pick:
-            img, scale = _load_frame(v.frames[j], size)
-            imgs.append(img)
-            pts.append(all_pts[j].astype(np.float32) * scale)
-        lms = [rasterize(p, size) for p in pts]
-        warps.append(
-            fused_warp(
-                np.stack(imgs[:k]),
-                np.stack(pts[:k]),
-                pts[k],
-                fuse_top,
-                fuse_temperature,
-                fuse_spline,
-                fuse_flow,
-            )
-        )
-        refs.append(np.stack(imgs[:k]))
-        ref_lms.append(np.stack(lms[:k]))
-        tgts.append(imgs[k])
-        tgt_lms.append(lms[k])
-        ids.append(vi)
-
-    def chw(a: list[np.ndarray]) -> torch.Tensor:
-        x = np.stack(a)
-        return torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, -3)))  # …×3×S×S
-
-    return {
-        "refs": chw(refs),
-        "ref_lms": chw(ref_lms),
-        "target": chw(tgts),
-        "target_lm": chw(tgt_lms),
-        "warp": chw(warps),
-        "identity": torch.tensor(ids, dtype=torch.int64),
-    }
 
 
 class EmbedAndGenerate(nn.Module):
@@ -408,17 +227,17 @@ def _train(
     device: torch.device,
 ) -> Path:
     videos = read_corpus_index(corpus_index, cfg.k + 1)
-    profile = load_profile(cfg.profile)
-    size = profile.image_size
+    net = load_network_config(cfg.network)
+    size = net.image_size
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
     model_args = {
-        "embedder": {"network": "embedder", "params": profile.params("embedder")},
-        "generator": {"network": "generator", "params": profile.params("generator")},
+        "embedder": {"network": "embedder", "params": net.params("embedder")},
+        "generator": {"network": "generator", "params": net.params("generator")},
         "discriminator": {
             "network": "discriminator",
-            "params": {**profile.params("discriminator"), "num_identities": len(videos)},
+            "params": {**net.params("discriminator"), "num_identities": len(videos)},
         },
     }
     e = build("embedder", model_args["embedder"]["params"])
@@ -433,7 +252,7 @@ def _train(
     config_json = to_jsonable(cfg)
     if resume and ckpt.is_file():
         blob = load_checkpoint(ckpt)
-        # Keys added since the checkpoint was written (e.g. fuse_spline) count at their default,
+        # Keys added since the checkpoint was written (e.g. fusion.flow) count at their default,
         # which is the behaviour of the code that wrote it.
         saved = {**to_jsonable(MetaTrainConfig()), **blob["config"]}
         if blob["extra"].get("world_size") != world or saved != config_json:
@@ -494,7 +313,7 @@ def _train(
             break
         batch = sample_episodes(
             videos, cfg.k, cfg.batch_size, size, cfg.seed, step, rank,
-            cfg.fuse_top, cfg.fuse_temperature, cfg.fuse_spline, cfg.fuse_flow,
+            cfg.fusion,
         )  # fmt: skip
         batch = {k: v.to(device) for k, v in batch.items()}
         real, lm = batch["target"], batch["target_lm"]

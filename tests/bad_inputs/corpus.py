@@ -378,7 +378,7 @@ def _movie(folder: Path, frames: list[np.ndarray]) -> None:
 
 
 def _head(size: int = FACE_SIZE) -> np.ndarray:
-    from pipeline.synthetic import astronaut_head
+    from pipeline.demo.synthetic import astronaut_head
 
     return cv2.resize(astronaut_head(), (size, size), interpolation=cv2.INTER_AREA)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.align import CANONICAL_68, apply_affine, invert_affine, similarity_transform
-from pipeline.synthetic import Motion, moving_portrait
+from pipeline.demo.synthetic import Motion, moving_portrait
 
 #: The astronaut's face in the 512×512 portrait: jaw x 178..268, brows y 95, chin y 180 (read off
 #: the image by eye; it only has to put the face roughly where the template expects it).

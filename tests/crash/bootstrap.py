@@ -4,7 +4,7 @@
 one function named by ``$LIKENESS_CRASH`` (JSON), so that the library itself carries no test
 hooks. Keys:
 
-- ``at``: the function to wrap, ``module.attr`` (``torch.save``, ``pipeline.io.write_exr``,
+- ``at``: the function to wrap, ``module.attr`` (``torch.save``, ``pipeline.delivery.write.write_exr``,
   ``tasks.base.write_manifest``, ...) or ``module:Class.method``. Callers must look it up at
   call time.
 - ``match``: count only calls whose first path argument (``str`` or path-like) contains this

@@ -118,7 +118,7 @@ def test_sigkill_in_every_stage_then_rerun_matches_an_uninterrupted_run(ref, tmp
     took = H.stage_durations(ref.workdir)
     steps = H.CRASH_PROFILE["finetune"]["steps"]
     points = [
-        H.injected("ingest", "ingest-frame-3", at="pipeline.io.write_exr",
+        H.injected("ingest", "ingest-frame-3", at="pipeline.stages.ingest.write_exr",
                    match="/stages/ingest/", nth=3),
         # within about one step after the first checkpoint (a step's share of the stage's time)
         H.timed("finetune", rng, {"finetune": took["finetune"] / (steps + 2)},
@@ -127,10 +127,10 @@ def test_sigkill_in_every_stage_then_rerun_matches_an_uninterrupted_run(ref, tmp
                    action="partial", fraction=0.5),
         H.injected("finetune", "finetune-before-manifest", at="tasks.base.write_manifest",
                    match="/stages/finetune/"),
-        H.injected("track_chunk", "track-chunk-written", at="pipeline.track_stage.save_chunk",
+        H.injected("track_chunk", "track-chunk-written", at="pipeline.stages.track.save_chunk",
                    action="kill_after"),
         H.timed("synth_chunk", rng, took),
-        H.injected("deliver", "deliver-frame-n", at="pipeline.io.write_exr", match="/exr/",
+        H.injected("deliver", "deliver-frame-n", at="pipeline.delivery.write.write_exr", match="/exr/",
                    nth=rng.randint(2, 7)),
     ]  # fmt: skip
     tour = _tour(ref, tmp_path, points)
@@ -208,7 +208,7 @@ def test_disk_fills_during_delivery(ref, tmp_path, tmpfs) -> None:
     if tmpfs:
         run = H.run_on_full_disk(
             ref.spec, tmp_path, size="64m", seed=seed, rerun=True,
-            crash={"at": "pipeline.io.write_exr", "match": "/exr/", "nth": 3, "action": "fill",
+            crash={"at": "pipeline.delivery.write.write_exr", "match": "/exr/", "nth": 3, "action": "fill",
                    "leave": 200_000},
         )  # fmt: skip
     else:  # no tmpfs: a file-size limit (EFBIG) must be the same named error
@@ -224,7 +224,7 @@ def _fsize_limited(
     """Run with ``RLIMIT_FSIZE`` set at the ``nth`` EXR write matching ``match``; rerun freely."""
     wd = tmp_path / "wd"
     shutil.copytree(seed, wd)
-    crash = {"at": "pipeline.io.write_exr", "match": match, "nth": nth, "action": "fsize",
+    crash = {"at": "pipeline.delivery.write.write_exr", "match": match, "nth": nth, "action": "fsize",
              "limit": limit}  # fmt: skip
     # not verbose: the limit applies to the child's stderr file too, which must stay small
     first = H.run_attempt(ref.spec, wd, tmp_path / "logs" / "limited",
@@ -262,27 +262,27 @@ def test_soak_kill_before_every_manifest(ref, tmp_path) -> None:
 def test_soak_kill_mid_write(ref, tmp_path) -> None:
     """Exact kills inside writers: frame n of a sequence, a checkpoint cut at several lengths."""
     points = [
-        *(H.injected("ingest", f"ingest-frame-{n}", at="pipeline.io.write_exr",
+        *(H.injected("ingest", f"ingest-frame-{n}", at="pipeline.stages.ingest.write_exr",
                      match="/stages/ingest/", nth=n) for n in (1, 5, 8)),
-        H.injected("ingest", "ingest-plate-json", at="pipeline.ingest.write_json",
+        H.injected("ingest", "ingest-plate-json", at="pipeline.stages.ingest.write_json",
                    match="plate.json", action="kill_after"),
-        H.injected("references", "references-npz", at="pipeline.references.write_npz"),
+        H.injected("references", "references-npz", at="pipeline.references.store.write_npz"),
         # cut off: the first checkpoint, the second, then the next after a resume
         *(H.injected("finetune", f"finetune-checkpoint-{n}-{f}", at="torch.save", match=".work",
                      nth=n, action="partial", fraction=f) for n, f in ((1, 0.05), (2, 0.5),
                                                                        (1, 0.95))),
         H.injected("finetune", "finetune-preview", at="cv2.imwrite", match="preview"),
-        H.injected("export", "export-onnx", at="engines.export:export_generator",
+        H.injected("export", "export-onnx", at="engines.provider.export_generator",
                    action="kill_after"),
-        H.injected("track_chunk", "track-chunk-npz", at="pipeline.track_stage.save_chunk"),
+        H.injected("track_chunk", "track-chunk-npz", at="pipeline.stages.track.save_chunk"),
         H.injected("track", "track-overlay-frame-4", at="pipeline.io.prores:ProResWriter.write",
                    nth=4),
-        H.injected("synth_chunk", "synth-faces", at="pipeline.synth.save_faces"),
-        *(H.injected("deliver", f"deliver-frame-{n}", at="pipeline.io.write_exr", match="/exr/",
+        H.injected("synth_chunk", "synth-faces", at="pipeline.stages.synth.save_faces"),
+        *(H.injected("deliver", f"deliver-frame-{n}", at="pipeline.delivery.write.write_exr", match="/exr/",
                      nth=n) for n in (1, 8)),
         H.injected("deliver", "deliver-movie-closed", at="pipeline.io.prores:ProResWriter.close",
                    action="kill_after"),
-        H.injected("deliver", "deliver-qc", at="pipeline.qc.report.write_report",
+        H.injected("deliver", "deliver-qc", at="pipeline.stages.deliver.write_report",
                    action="kill_after"),
     ]  # fmt: skip
     tour = _tour(ref, tmp_path, points)
@@ -310,10 +310,10 @@ def test_soak_small_tmpfs_then_room_again(ref, tmp_path, tmpfs, size) -> None:
 #: stage -> (call at which another job fills the volume, bytes it leaves free). References: to
 #: the last block, so that not even the failure record fits.
 FILLS = {
-    "references": ({"at": "pipeline.references.write_npz"}, 0),
-    "export": ({"at": "engines.export:export_generator"}, 500_000),
+    "references": ({"at": "pipeline.references.store.write_npz"}, 0),
+    "export": ({"at": "engines.provider.export_generator"}, 500_000),
     "track": ({"at": "pipeline.io.prores:ProResWriter.write", "nth": 2}, 20_000),
-    "synth_chunk": ({"at": "pipeline.synth.save_faces"}, 20_000),
+    "synth_chunk": ({"at": "pipeline.stages.synth.save_faces"}, 20_000),
     "deliver": ({"at": "pipeline.io.prores:ProResWriter.write", "nth": 6}, 10_000),
 }
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from engines.base import EngineConfig, TensorSpec
+from engines.base import TensorSpec
 from engines.export import export_torch_program, fold_generator
 from engines.torch_engine import TorchEngine
 from pipeline.config import from_mapping
 from pipeline.errors import ConfigError, EngineInputError
+from pipeline.inference.engine import EngineConfig
 
 
 def test_engine_config_from_mapping():

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from engines.base import EngineConfig
 from engines.cache import (
     META_NAME,
     PLAN_NAME,
@@ -17,6 +16,7 @@ from engines.cache import (
 from engines.export import golden_path
 from engines.parity import load_golden, save_golden
 from pipeline.errors import EngineParityError, EngineUnavailableError
+from pipeline.inference.engine import EngineConfig
 
 BASE = {
     "model_sha256": "a" * 64,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from engines import trt_engine
-from engines.base import EngineConfig
 from pipeline.errors import EngineUnavailableError
+from pipeline.inference.engine import EngineConfig
 
 REASON = trt_engine.unavailable_reason()
 gpu = pytest.mark.gpu

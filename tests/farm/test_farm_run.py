@@ -15,8 +15,9 @@ import torch
 from farm.scheduler import api
 from farm.worker import walk
 from pipeline.io import read_exr
-from pipeline.status import workdir_status
-from tasks.cli import build_tasks, main
+from pipeline.shot.status import workdir_status
+from tasks.cli import main
+from tasks.run import build_tasks
 from tests.farm.conftest import likeness, make_shots, output_hashes, run_counts
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from farm.rerun import downstream, plan_rerun
 from pipeline.errors import FarmError
-from pipeline.plan import STAGES
+from pipeline.stages.graph import STAGES
 from tasks.cli import main
 from tests.tasks.conftest import TEST_PROFILE, make_shot
 

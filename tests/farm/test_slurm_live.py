@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.status import workdir_status
+from pipeline.shot.status import workdir_status
 from tests.farm.conftest import free_port, make_shots
 from tests.tasks.conftest import TEST_PROFILE
 

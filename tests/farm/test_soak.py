@@ -22,9 +22,9 @@ from pipeline.frames import Timecode
 from pipeline.hashing import sha256_file
 from pipeline.io import read_exr
 from pipeline.io.exr import timecode_from_exr
-from pipeline.status import workdir_status
+from pipeline.shot.status import workdir_status
 from pipeline.workspace import MANIFEST
-from tasks.cli import build_tasks
+from tasks.run import build_tasks
 from tests.farm.conftest import likeness, make_shots, run_counts
 from tests.farm.test_farm_run import _history_runs, _wait
 

@@ -167,7 +167,7 @@ def test_submit_takes_a_timeline(tmp_path, monkeypatch):
     monkeypatch.setattr(
         cli, "build_tasks", lambda s, w: (seen.setdefault("specs", s), []) and ([], [])
     )
-    monkeypatch.setattr(cli, "run_luigi", lambda *a: True)
+    monkeypatch.setattr(cli, "run", lambda *a: True)
     monkeypatch.setattr(cli, "_print_outputs", lambda *a: None)
     assert cli.main(["submit", str(tl), "--workdir", str(tmp_path / "wd")]) == 0
     assert seen["specs"] == [str(specs[1].resolve()), str(specs[0].resolve())]

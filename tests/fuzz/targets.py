@@ -209,7 +209,7 @@ def _make_still(fmt: str) -> Callable[[Path], None]:
 
 def _read_still(fmt: str) -> Callable[[Path], None]:
     def read(folder: Path) -> None:
-        from pipeline.references import load_still
+        from pipeline.references.prepare import load_still
 
         arr = load_still(folder / f"ref.{fmt}", 8192 * 8192)
         expect(
@@ -245,7 +245,7 @@ def valid_landmarks(n: int = 3) -> Any:
 
 
 def valid_chunk(n: int = 3) -> Any:
-    from pipeline.track import ChunkTrack
+    from pipeline.tracking.chunks import ChunkTrack
 
     rng = np.random.default_rng(1)
     return ChunkTrack(
@@ -263,7 +263,7 @@ def valid_chunk(n: int = 3) -> Any:
 
 
 def valid_references(k: int = 2, size: int = 8) -> Any:
-    from pipeline.references import References
+    from pipeline.references.store import References
 
     rng = np.random.default_rng(2)
     return References(
@@ -274,7 +274,7 @@ def valid_references(k: int = 2, size: int = 8) -> Any:
 
 
 def valid_faces(n: int = 3, size: int = 8) -> Any:
-    from pipeline.synth import Faces
+    from pipeline.inference.faces import Faces
 
     rng = np.random.default_rng(3)
     eye = np.tile(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), (n, 1, 1))
@@ -297,7 +297,7 @@ def valid_golden() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
 def save_tiny_checkpoint(path: Path) -> str:
     import torch
 
-    from pipeline.train.checkpoint import save_checkpoint
+    from pipeline.models.checkpoint import save_checkpoint
 
     # The checkpoint holds every RNG state: seed them all so that the bytes are reproducible,
     # and put them back afterwards.
@@ -348,19 +348,19 @@ def _read_landmarks(folder: Path) -> None:
 
 
 def _make_chunk(folder: Path) -> None:
-    from pipeline.track import save_chunk
+    from pipeline.tracking.chunks import save_chunk
 
     save_chunk(folder / "track.npz", valid_chunk())
 
 
 def _read_chunk(folder: Path) -> None:
-    from pipeline.track import load_chunk
+    from pipeline.tracking.chunks import load_chunk
 
     load_chunk(folder / "track.npz")
 
 
 def _make_refs(folder: Path) -> None:
-    from pipeline.references import save_references
+    from pipeline.references.store import save_references
 
     save_references(folder / "refs.npz", valid_references())
 
@@ -379,13 +379,13 @@ def check_references(refs: Any) -> None:
 
 
 def _read_refs(folder: Path) -> None:
-    from pipeline.references import load_references
+    from pipeline.references.store import load_references
 
     check_references(load_references(folder / "refs.npz"))
 
 
 def _make_faces(folder: Path) -> None:
-    from pipeline.synth import save_faces
+    from pipeline.inference.faces import save_faces
 
     save_faces(folder / "faces.npz", valid_faces())
 
@@ -404,7 +404,7 @@ def check_faces(faces: Any) -> None:
 
 
 def _read_faces(folder: Path) -> None:
-    from pipeline.synth import load_faces
+    from pipeline.inference.faces import load_faces
 
     check_faces(load_faces(folder / "faces.npz"))
 
@@ -435,14 +435,14 @@ def _make_checkpoint(folder: Path) -> None:
 
 
 def _read_checkpoint(folder: Path) -> None:
-    from pipeline.train.checkpoint import SCHEMA, load_checkpoint
+    from pipeline.models.checkpoint import SCHEMA, load_checkpoint
 
     blob = load_checkpoint(folder / "checkpoint.pt")
     expect(isinstance(blob, dict) and blob.get("schema") == SCHEMA, "not a checkpoint dict")
 
 
 def valid_plate_json() -> dict[str, Any]:
-    from pipeline.ingest import PLATE_SCHEMA
+    from pipeline.io.plate_cache import PLATE_SCHEMA
 
     return {
         "schema": PLATE_SCHEMA,
@@ -473,7 +473,7 @@ def check_cached_plate(plate: Any) -> None:
 
 
 def _read_plate_json(folder: Path) -> None:
-    from pipeline.ingest import load_cached_plate
+    from pipeline.io.plate_cache import load_cached_plate
 
     check_cached_plate(load_cached_plate(folder))
 
@@ -590,7 +590,7 @@ def _make_yaml(name: str, data: Callable[[], dict[str, Any]]) -> Callable[[Path]
 def read_spec(path: Path, check_files: bool) -> Any:
     from pipeline.errors import ShotSpecError
     from pipeline.frames import MAX_PLATE_FRAMES
-    from pipeline.shotspec import NAME_RE, ShotSpec, load_shot
+    from pipeline.shot.spec import NAME_RE, ShotSpec, load_shot
 
     try:
         spec = load_shot(path, check_files=check_files)
@@ -606,7 +606,7 @@ def read_spec(path: Path, check_files: bool) -> Any:
 
 
 def read_profile(path: Path) -> Any:
-    from pipeline.profile import Profile, load_profile
+    from pipeline.shot.profile import Profile, load_profile
 
     prof = load_profile(str(path))
     expect(isinstance(prof, Profile), f"got {type(prof).__name__}")

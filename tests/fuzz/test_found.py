@@ -28,16 +28,17 @@ from pipeline.errors import (
     ShotSpecError,
 )
 from pipeline.frames import parse_rate
-from pipeline.ingest import load_cached_plate
+from pipeline.inference.faces import load_faces
 from pipeline.io import open_plate
+from pipeline.io.plate_cache import load_cached_plate
 from pipeline.landmarks.sidecar import load_landmarks
-from pipeline.profile import load_profile
-from pipeline.references import load_references, load_still
-from pipeline.shotspec import load_shot
-from pipeline.status import format_table, workdir_status
-from pipeline.synth import load_faces
-from pipeline.track import load_chunk
-from pipeline.train.checkpoint import load_checkpoint
+from pipeline.models.checkpoint import load_checkpoint
+from pipeline.references.prepare import load_still
+from pipeline.references.store import load_references
+from pipeline.shot.profile import load_profile
+from pipeline.shot.spec import load_shot
+from pipeline.shot.status import format_table, workdir_status
+from pipeline.tracking.chunks import load_chunk
 from pipeline.workspace import MANIFEST, Workdir, manifest_matches, read_manifest
 from tests.fuzz.targets import classify, seed_files, valid_plate_json, valid_spec
 

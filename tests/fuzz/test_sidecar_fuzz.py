@@ -30,14 +30,14 @@ from pipeline.errors import (
     LikenessError,
     SchemaError,
 )
-from pipeline.ingest import load_cached_plate
+from pipeline.inference.faces import load_faces, save_faces
+from pipeline.io.plate_cache import load_cached_plate
 from pipeline.landmarks.sidecar import load_landmarks, save_landmarks
-from pipeline.references import load_references, save_references
-from pipeline.status import workdir_status
-from pipeline.synth import load_faces, save_faces
-from pipeline.track import load_chunk, save_chunk
-from pipeline.train.checkpoint import SCHEMA as CKPT_SCHEMA
-from pipeline.train.checkpoint import load_checkpoint
+from pipeline.models.checkpoint import SCHEMA as CKPT_SCHEMA
+from pipeline.models.checkpoint import load_checkpoint
+from pipeline.references.store import load_references, save_references
+from pipeline.shot.status import workdir_status
+from pipeline.tracking.chunks import load_chunk, save_chunk
 from pipeline.workspace import MANIFEST, Workdir, manifest_matches, read_manifest
 from tests.fuzz import strategies as fz
 from tests.fuzz import targets as tg

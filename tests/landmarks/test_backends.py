@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.demo.synthetic import astronaut
 from pipeline.errors import CheckpointError, ConfigError, WeightsMissingError
-from pipeline.landmarks import BACKENDS, Detection, get_backend
+from pipeline.landmarks import BACKENDS, get_backend
+from pipeline.landmarks.base import Detection
 from pipeline.landmarks.fan_backend import (
     FAN_WEIGHTS_FILE,
     FanBackend,
@@ -14,7 +16,6 @@ from pipeline.landmarks.fan_backend import (
     heatmaps_to_points,
     torch_hub_checkpoints,
 )
-from pipeline.synthetic import astronaut
 
 
 def test_registry():

@@ -9,21 +9,16 @@ import pytest
 
 from pipeline.align import CANONICAL_68
 from pipeline.config import from_mapping
+from pipeline.demo.synthetic import astronaut
 from pipeline.errors import ConfigError, WarpInputError
-from pipeline.models.warp import (
-    blend_flows,
-    blend_warps,
-    fused_warp,
-    fusion_weights,
-    nearest_reference,
-    shape_distance,
-    tps_map,
-    warp_baseline,
-    warp_image,
-    warp_map,
-)
-from pipeline.synthetic import astronaut
-from pipeline.train.finetune import FUSE_FLOWS, FUSE_SPLINES, FinetuneConfig, select_fusion
+from pipeline.models.fusion import Fusion, fused_warp, fusion_weights
+from pipeline.train.finetune import FinetuneParams
+from pipeline.train.fusion_choice import FUSE_FLOWS, FUSE_SPLINES, select_fusion
+from pipeline.warping.blend import blend_flows, blend_warps
+from pipeline.warping.image import warp_baseline, warp_image
+from pipeline.warping.mesh import warp_map
+from pipeline.warping.shapes import nearest_reference, shape_distance
+from pipeline.warping.tps import tps_map
 
 
 def test_fusion_weights() -> None:
@@ -43,8 +38,8 @@ def test_fused_warp_top1_is_the_baseline_and_blends_shapes() -> None:
     pts = np.stack([CANONICAL_68 * 32 + rng.normal(0, 0.5, (68, 2)) for _ in range(3)])
     target = CANONICAL_68 * 32
     base, _ = warp_baseline(imgs, pts, target)
-    np.testing.assert_allclose(fused_warp(imgs, pts, target, top=1), base, atol=1e-6)
-    out = fused_warp(imgs, pts, target, top=3, temperature=0.05)
+    np.testing.assert_allclose(fused_warp(imgs, pts, target, Fusion(top=1)), base, atol=1e-6)
+    out = fused_warp(imgs, pts, target, Fusion(top=3, temperature=0.05))
     assert out.shape == (32, 32, 3) and out.dtype == np.float32
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     with pytest.raises(WarpInputError):
@@ -58,7 +53,7 @@ def test_fused_warp_blends_each_source_with_its_spline_warp() -> None:
     target = CANONICAL_68 * 32
     k = nearest_reference(pts, target)
     want = warp_image(imgs[k], pts[k], target, 0.5)
-    np.testing.assert_allclose(fused_warp(imgs, pts, target, top=1, spline_weight=0.5), want)
+    np.testing.assert_allclose(fused_warp(imgs, pts, target, Fusion(top=1, spline=0.5)), want)
     assert np.abs(want - warp_image(imgs[k], pts[k], target)).max() > 1e-3
 
 
@@ -83,20 +78,20 @@ def test_select_fusion_picks_the_warp_that_made_the_references(seed: int) -> Non
     """References that differ by smooth (spline) motion are rebuilt best with the spline; ones
     that differ by mesh motion, with the mesh. Only the references are looked at."""
     imgs, pts = _references(tps_map, seed)
-    smooth, scores = select_fusion(imgs, pts, FinetuneConfig())
+    smooth, scores = select_fusion(imgs, pts, Fusion())
     assert smooth.spline >= 0.5
     assert scores[smooth.key()] == min(scores.values())
     assert {float(key.split("/")[2]) for key in scores} == set(FUSE_SPLINES)
     assert {float(key.split("/")[3]) for key in scores} == set(FUSE_FLOWS)
     imgs, pts = _references(warp_map, seed)
-    mesh, _ = select_fusion(imgs, pts, FinetuneConfig())
+    mesh, _ = select_fusion(imgs, pts, Fusion())
     assert mesh.spline == 0.0
 
 
 def test_select_fusion_keeps_the_configured_fusion_below_three_references() -> None:
     imgs, pts = _references(warp_map, 0, k=2)
-    cfg = FinetuneConfig(fuse_top=2, fuse_temperature=0.02, fuse_spline=0.25, fuse_flow=0.5)
-    fusion, scores = select_fusion(imgs, pts, cfg)
+    configured = Fusion(top=2, temperature=0.02, spline=0.25, flow=0.5)
+    fusion, scores = select_fusion(imgs, pts, configured)
     assert (fusion.key(), scores) == ("2/0.02/0.25/0.5", {})
 
 
@@ -165,7 +160,8 @@ def test_fused_warp_applies_the_flow_alignment() -> None:
     w = fusion_weights(np.array([shape_distance(p, base) for p in pts]), 3, 0.05)
     warped = [warp_image(imgs[i], pts[i], base) for i in range(3)]
     np.testing.assert_array_equal(
-        fused_warp(imgs, pts, base, 3, 0.05, flow_align=0.5), blend_warps(warped, w, 0.5)
+        fused_warp(imgs, pts, base, Fusion(top=3, temperature=0.05, flow=0.5)),
+        blend_warps(warped, w, 0.5),
     )
 
 
@@ -175,25 +171,26 @@ def test_blend_and_config_reject_bad_flow_settings() -> None:
         blend_warps([a, a], [0.5, 0.5], flow_align=1.5)
     with pytest.raises(WarpInputError, match="2 warps with 1 weights"):
         blend_warps([a, a], [1.0])
-    with pytest.raises(ConfigError, match="fuse_flow"):
-        from_mapping(FinetuneConfig, {"fuse_flow": -0.5})
+    with pytest.raises(ConfigError, match="fusion.flow"):
+        from_mapping(FinetuneParams, {"fusion": {"flow": -0.5}})
 
 
 def test_select_fusion_rebuilds_at_most_the_cap_of_references(monkeypatch) -> None:
     """Above ``FUSE_SELECT_TARGETS`` references, the leave-one-out rebuilds that many, spread
     evenly, each from all the others: a candidate's score is its loss on exactly those."""
-    import pipeline.train.finetune as ft
+    import pipeline.train.fusion_choice as choice
+    from pipeline.inference.actor import to_chw
     from pipeline.train.losses import multiscale_l1, ssim_loss
 
     imgs, pts = _references(warp_map, 0, k=5, size=32)
-    monkeypatch.setattr(ft, "FUSE_SELECT_TARGETS", 3)
-    _, scores = select_fusion(imgs, pts, FinetuneConfig(), splines=(0.0,), flows=(0.0,))
+    monkeypatch.setattr(choice, "FUSE_SELECT_TARGETS", 3)
+    _, scores = select_fusion(imgs, pts, Fusion(), splines=(0.0,), flows=(0.0,))
     rebuilt = [0, 2, 4]
     fake = []
     for t in rebuilt:  # top 1: the nearest other reference, mesh-warped
         others = [s for s in range(5) if s != t]
         s = min(others, key=lambda s: shape_distance(pts[s], pts[t]))
         fake.append(warp_image(imgs[s], pts[s], pts[t], 0.0))
-    fake_t, real_t = ft._to_chw(np.stack(fake)), ft._to_chw(imgs[rebuilt])
+    fake_t, real_t = to_chw(np.stack(fake)), to_chw(imgs[rebuilt])
     want = float(multiscale_l1(fake_t, real_t) + ssim_loss(fake_t, real_t))
     assert scores["1/0.005/0.0/0.0"] == pytest.approx(want, rel=1e-6)

@@ -15,8 +15,8 @@ from pipeline.errors import (
     EmbedderInputError,
     GeneratorInputError,
 )
-from pipeline.models import MODELS, build, load_profile
 from pipeline.models.generator import WARP_EPS, FoldedGenerator
+from pipeline.models.networks import NETWORKS, build, load_network_config
 
 TINY = {"base_channels": 4, "max_channels": 8, "embed_dim": 16}
 
@@ -80,8 +80,8 @@ def test_generator_synth_from_warp_starts_at_the_warp() -> None:
 def test_profiles_build_g_that_starts_at_the_warp() -> None:
     """Every shipped profile turns ``synth_from_warp`` on; recorded params without it keep it off."""
     for name in ("cpu-preview", "farm-256", "farm-512"):
-        assert load_profile(name).params("generator")["synth_from_warp"] is True
-    params = dict(load_profile("cpu-preview").params("generator"))
+        assert load_network_config(name).params("generator")["synth_from_warp"] is True
+    params = dict(load_network_config("cpu-preview").params("generator"))
     params.pop("synth_from_warp")  # what a checkpoint written before the key records
     assert not build("generator", params).synth_from_warp
 
@@ -164,16 +164,16 @@ def test_discriminator_projection_and_golden() -> None:
 
 
 def test_registry_and_profiles() -> None:
-    assert set(MODELS) == {"embedder", "generator", "discriminator"}
+    assert set(NETWORKS) == {"embedder", "generator", "discriminator"}
     with pytest.raises(ConfigError, match="unknown network"):
         build("vae", {})
     with pytest.raises(ConfigError, match="widht"):
         build("generator", {"widht": 3})
     for name in ("cpu-preview", "farm-256", "farm-512"):
-        prof = load_profile(name)
+        prof = load_network_config(name)
         g = build("generator", prof.params("generator"))
         assert prof.image_size % (2**g.num_down) == 0
-    prof = load_profile("cpu-preview")
+    prof = load_network_config("cpu-preview")
     assert prof.image_size == 128
 
 
@@ -181,9 +181,9 @@ def test_profile_unknown_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("image_size: 64\ngenerator_parms: {}\n")
     with pytest.raises(ConfigError, match="generator_parms"):
-        load_profile(bad)
+        load_network_config(bad)
     with pytest.raises(ConfigError, match="not found"):
-        load_profile("no-such-profile")
+        load_network_config("no-such-profile")
 
 
 GOLDEN_E = [0.26668623089790344, -0.10932450741529465, 0.0759466290473938, 0.11959520727396011]

@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from pipeline.errors import LandmarkShapeError
-from pipeline.models.rasterize import PART_COLOURS, LandmarkRasterizer, rasterize, rasterize_torch
+from pipeline.models.rasterize import (
+    PART_COLOURS,
+    LandmarkRasterizer,
+    rasterize,
+    rasterize_torch,
+)
 
 
 def test_smoke_shape_and_range(face: np.ndarray) -> None:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
+from pipeline.demo.synthetic import Motion, astronaut_head, moving_portrait
 from pipeline.frames import Timecode
-from pipeline.synthetic import Motion, astronaut_head, moving_portrait
 
 #: The whole chain at test size: a few fine-tune steps, torch eager inference, small chunks.
 TEST_PROFILE = {

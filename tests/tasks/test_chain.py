@@ -9,7 +9,7 @@ import av
 import yaml
 
 from pipeline.io import read_exr
-from pipeline.status import workdir_status
+from pipeline.shot.status import workdir_status
 from tasks.cli import main
 from tests.tasks.conftest import TEST_PROFILE, make_shot
 
@@ -73,26 +73,26 @@ def test_missing_or_expired_consent_stops_finetune(tmp_path, capsys):
 
 
 def test_a_failed_chunk_reruns_alone(tmp_path, monkeypatch):
-    import tasks.synth
+    import tasks.stages
     from pipeline.errors import StageError
 
-    real = tasks.synth.run_synth_task
+    real = tasks.stages.run_synth
 
-    def flaky(dirs, frames, *args, **kwargs):
+    def flaky(inputs, frames, *args, **kwargs):
         if str(frames) == "1005-1008":
             raise StageError("node lost during synthesis (injected)")
-        return real(dirs, frames, *args, **kwargs)
+        return real(inputs, frames, *args, **kwargs)
 
     spec = make_shot(tmp_path / "shot")
     wd = tmp_path / "wd"
-    monkeypatch.setattr(tasks.synth, "run_synth_task", flaky)
+    monkeypatch.setattr(tasks.stages, "run_synth", flaky)
     assert main(["submit", str(spec), "--workdir", str(wd)]) == 1
     stages = workdir_status(wd)["shots"]["sh010"]["versions"]["v001"]["stages"]
     assert stages["synth_chunk.1005-1008"]["state"] == "failed"
     assert "injected" in stages["synth_chunk.1005-1008"]["error"]
     assert stages["synth_chunk.1001-1004"]["state"] == "done"
     before = _starts(wd)
-    monkeypatch.setattr(tasks.synth, "run_synth_task", real)
+    monkeypatch.setattr(tasks.stages, "run_synth", real)
     assert main(["submit", str(spec), "--workdir", str(wd)]) == 0
     after = _starts(wd)
     reran = sorted(k for k in after if after[k] != before.get(k))
@@ -103,9 +103,9 @@ def test_a_failed_chunk_reruns_alone(tmp_path, monkeypatch):
 def test_untracked_frames_pass_through_untouched(tmp_path):
     import numpy as np
 
+    from pipeline.demo.synthetic import Motion, astronaut_head, moving_portrait
     from pipeline.frames import Timecode
     from pipeline.io import ProResWriter
-    from pipeline.synthetic import Motion, astronaut_head, moving_portrait
 
     folder = tmp_path / "shot"
     # The profile opts in to passing untracked frames through (the default fails the shot).

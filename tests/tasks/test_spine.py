@@ -14,7 +14,7 @@ import yaml
 
 from pipeline.io import read_exr
 from pipeline.io.exr import timecode_from_exr
-from pipeline.status import workdir_status
+from pipeline.shot.status import workdir_status
 from tasks.cli import main
 from tests.tasks.conftest import TEST_PROFILE, make_shot
 

@@ -1,4 +1,4 @@
-"""Fixtures for the training tests: astronaut references with dlib landmarks, a tiny profile."""
+"""Fixtures for the training tests: astronaut references with dlib landmarks, a tiny network config."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from pipeline.synthetic import Motion, moving_portrait
+from pipeline.demo.synthetic import Motion, moving_portrait
 
 #: Network sizes small enough for a step in well under a second on one core.
 TINY_PROFILE = {
@@ -47,7 +47,7 @@ def astronaut_landmarks(image: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="session")
 def astronaut_points() -> np.ndarray:
     """dlib's 68 points on scikit-image's 512-px astronaut: 68×2 float64."""
-    from pipeline.synthetic import astronaut
+    from pipeline.demo.synthetic import astronaut
 
     return astronaut_landmarks(astronaut())
 
@@ -79,8 +79,8 @@ def astronaut_refs() -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 @pytest.fixture
-def tiny_profile(tmp_path: Path) -> Path:
-    """A 64-px model profile YAML with tiny widths."""
+def tiny_network(tmp_path: Path) -> Path:
+    """A 64-px network config YAML with tiny widths."""
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY_PROFILE))
     return path

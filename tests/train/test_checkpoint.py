@@ -11,8 +11,7 @@ import torch
 
 from pipeline.errors import CheckpointError
 from pipeline.hashing import sha256_file
-from pipeline.models import build
-from pipeline.train.checkpoint import (
+from pipeline.models.checkpoint import (
     SCHEMA,
     build_models,
     capture_rng,
@@ -20,6 +19,7 @@ from pipeline.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from pipeline.models.networks import build
 
 PARAMS = {"base_channels": 4, "max_channels": 8, "num_down": 2, "num_res": 1, "embed_dim": 8}
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import yaml
 
-from pipeline.synthetic import Motion, astronaut_head, moving_portrait
+from pipeline.demo.synthetic import Motion, astronaut_head, moving_portrait
 from tasks.cli import main
 
 

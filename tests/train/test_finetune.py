@@ -15,24 +15,27 @@ import pytest
 import torch
 
 from pipeline.config import from_mapping
-from pipeline.deliver_stage import finetune_note
 from pipeline.errors import CheckpointError, ConfigError, FinetuneInputError, WeightsMissingError
-from pipeline.train.checkpoint import load_checkpoint
-from pipeline.train.finetune import ActorModel, FinetuneConfig, finetune, training_pairs
+from pipeline.inference.actor import ActorModel
+from pipeline.models.checkpoint import load_checkpoint
+from pipeline.models.fusion import Fusion
+from pipeline.qc.contact import finetune_note
+from pipeline.train.finetune import FinetuneParams, finetune
+from pipeline.train.pairs import training_pairs
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _cfg(profile: Path, **kw: object) -> FinetuneConfig:
-    base = {"profile": str(profile), "steps": 6, "batch_size": 2, "device": "cpu", "log_every": 1}
-    return FinetuneConfig(**{**base, **kw})  # type: ignore[arg-type]
+def _cfg(network: Path, **kw: object) -> FinetuneParams:
+    base = {"network": str(network), "steps": 6, "batch_size": 2, "device": "cpu", "log_every": 1}
+    return FinetuneParams(**{**base, **kw})  # type: ignore[arg-type]
 
 
-def test_finetune_lowers_the_loss_on_the_astronaut(astronaut_refs, tiny_profile, tmp_path) -> None:
+def test_finetune_lowers_the_loss_on_the_astronaut(astronaut_refs, tiny_network, tmp_path) -> None:
     # Without early stopping, fusion or dropout: the loss over the training pairs must fall.
     cfg = _cfg(
-        tiny_profile, steps=40, batch_size=4, lr_g=1e-3, warp_sources=2, holdout=0,
-        fuse_select=False, fuse_top=1, landmark_dropout=0.0, self_pairs=8, jitter_px=1.0,
+        tiny_network, steps=40, batch_size=4, lr_g=1e-3, warp_sources=2, holdout=0,
+        fusion_select=False, fusion=Fusion(top=1), landmark_dropout=0.0, self_pairs=8, jitter_px=1.0,
     )  # fmt: skip
     res = finetune(astronaut_refs, cfg, tmp_path / "ft", actor_id="astronaut")
     assert res.step == 40 and res.stopped_by == "steps" and res.resumed_from is None
@@ -62,9 +65,9 @@ def _kept(scores: list[float], min_gain: float) -> int:
 
 @pytest.mark.parametrize("min_gain", [0.0, 0.01])
 def test_early_stopping_keeps_the_best_held_out_step(
-    astronaut_refs, tiny_profile, tmp_path, min_gain
+    astronaut_refs, tiny_network, tmp_path, min_gain
 ) -> None:
-    cfg = _cfg(tiny_profile, steps=8, eval_every=2, holdout=1, holdout_min_gain=min_gain)
+    cfg = _cfg(tiny_network, steps=8, eval_every=2, holdout=1, holdout_min_gain=min_gain)
     res = finetune(astronaut_refs, cfg, tmp_path / "ft")
     h = res.losses
     assert h["holdout_step"] == [0, 2, 4, 6, 8]
@@ -77,38 +80,36 @@ def test_early_stopping_keeps_the_best_held_out_step(
     for key, value in blob["extra"]["best"]["generator"].items():
         torch.testing.assert_close(blob["model"]["generator"][key], value, rtol=0, atol=0)
     model = ActorModel.from_checkpoint(res.checkpoint)
-    assert model.fuse_top == blob["extra"]["fuse_top"] >= 1
-    assert model.fuse_spline == blob["extra"]["fuse_spline"]
-    assert model.fuse_flow == blob["extra"]["fuse_flow"]
+    assert model.fusion == Fusion.from_json(blob["extra"]["fusion"]) == res.fusion
+    assert model.fusion.top >= 1
     summary = json.loads(res.curves_json.read_text())["summary"]
     assert summary["kept_step"] == res.best_step and summary["steps"] == res.step == 8
-    assert summary["fusion"]["spline"] == model.fuse_spline
-    assert summary["fusion"]["flow"] == model.fuse_flow
+    assert summary["fusion"] == model.fusion.to_json()
     assert f"kept step {res.best_step} (the best on the held-out" in finetune_note(res.curves_json)
 
 
 def test_early_stopping_stays_at_step_0_without_a_clear_gain(
-    astronaut_refs, tiny_profile, tmp_path
+    astronaut_refs, tiny_network, tmp_path
 ) -> None:
     """A held-out gain smaller than ``holdout_min_gain`` never replaces the starting weights."""
-    cfg = _cfg(tiny_profile, steps=6, eval_every=2, holdout=1, holdout_min_gain=0.99)
+    cfg = _cfg(tiny_network, steps=6, eval_every=2, holdout=1, holdout_min_gain=0.99)
     res = finetune(astronaut_refs, cfg, tmp_path / "ft")
     scores = res.losses["holdout"]
     assert len(scores) == 4 and min(scores[1:]) < scores[0]  # a later step did score lower
     assert res.best_step == 0 and res.holdout_loss == scores[0]
     with pytest.raises(ConfigError, match="holdout_min_gain"):
-        from_mapping(FinetuneConfig, {"holdout_min_gain": 1.0})
+        from_mapping(FinetuneParams, {"holdout_min_gain": 1.0})
 
 
-def test_actor_psi_starts_from_the_embedding(astronaut_refs, tiny_profile, tmp_path) -> None:
+def test_actor_psi_starts_from_the_embedding(astronaut_refs, tiny_network, tmp_path) -> None:
     """With zero steps budgeted by time, ψ′ = P·ê and w′ = w₀ + ê are what is saved."""
-    from pipeline.models import build, load_profile
+    from pipeline.models.networks import build, load_network_config
     from pipeline.models.rasterize import rasterize
 
-    cfg = _cfg(tiny_profile, steps=1, max_minutes=1e-9)
+    cfg = _cfg(tiny_network, steps=1, max_minutes=1e-9)
     res = finetune(astronaut_refs, cfg, tmp_path / "ft")
     assert res.step == 0 and res.stopped_by == "time"
-    prof = load_profile(tiny_profile)
+    prof = load_network_config(tiny_network)
     torch.manual_seed(cfg.seed)
     g = build("generator", prof.params("generator"))
     d = build("discriminator", {**prof.params("discriminator"), "num_identities": 0})
@@ -124,8 +125,8 @@ def test_actor_psi_starts_from_the_embedding(astronaut_refs, tiny_profile, tmp_p
     torch.testing.assert_close(actor["w"], d.finetune_vector(e_hat))
 
 
-def test_bad_references(tiny_profile, tmp_path, astronaut_refs) -> None:
-    cfg = _cfg(tiny_profile)
+def test_bad_references(tiny_network, tmp_path, astronaut_refs) -> None:
+    cfg = _cfg(tiny_network)
     with pytest.raises(FinetuneInputError, match="no reference"):
         finetune([], cfg, tmp_path)
     img, pts = astronaut_refs[0]
@@ -137,18 +138,20 @@ def test_bad_references(tiny_profile, tmp_path, astronaut_refs) -> None:
     with pytest.raises(FinetuneInputError, match="wants 64 px"):
         finetune([(small, pts / 2)], cfg, tmp_path)
     with pytest.raises(ConfigError, match="steps"):
-        from_mapping(FinetuneConfig, {"steps": 0})
+        from_mapping(FinetuneParams, {"steps": 0})
     with pytest.raises(ConfigError, match="stepz"):
-        from_mapping(FinetuneConfig, {"stepz": 3})
-    with pytest.raises(ConfigError, match="fuse_spline"):
-        from_mapping(FinetuneConfig, {"fuse_spline": 1.5})
+        from_mapping(FinetuneParams, {"stepz": 3})
+    with pytest.raises(ConfigError, match="fusion.spline"):
+        from_mapping(FinetuneParams, {"fusion": {"spline": 1.5}})
+    with pytest.raises(ConfigError, match="fuse_spline: unknown key .renamed to 'fusion.spline'"):
+        from_mapping(FinetuneParams, {"fuse_spline": 0.5})
 
 
-def test_vgg_path_configured_but_missing(astronaut_refs, tiny_profile, tmp_path) -> None:
+def test_vgg_path_configured_but_missing(astronaut_refs, tiny_network, tmp_path) -> None:
     cfg = from_mapping(
-        FinetuneConfig,
+        FinetuneParams,
         {
-            "profile": str(tiny_profile),
+            "network": str(tiny_network),
             "vgg_weights": str(tmp_path / "nope.pth"),
             "weights": {"vgg": 1.0},
         },
@@ -157,12 +160,12 @@ def test_vgg_path_configured_but_missing(astronaut_refs, tiny_profile, tmp_path)
         finetune(astronaut_refs, cfg, tmp_path / "ft")
 
 
-def test_resume_refuses_other_settings(astronaut_refs, tiny_profile, tmp_path) -> None:
-    finetune(astronaut_refs, _cfg(tiny_profile, steps=2), tmp_path / "ft")
+def test_resume_refuses_other_settings(astronaut_refs, tiny_network, tmp_path) -> None:
+    finetune(astronaut_refs, _cfg(tiny_network, steps=2), tmp_path / "ft")
     with pytest.raises(CheckpointError, match="other settings"):
-        finetune(astronaut_refs, _cfg(tiny_profile, steps=4, lr_g=1e-3), tmp_path / "ft")
+        finetune(astronaut_refs, _cfg(tiny_network, steps=4, lr_g=1e-3), tmp_path / "ft")
     # a larger step budget is fine and continues
-    res = finetune(astronaut_refs, _cfg(tiny_profile, steps=4), tmp_path / "ft")
+    res = finetune(astronaut_refs, _cfg(tiny_network, steps=4), tmp_path / "ft")
     assert res.resumed_from == 2 and res.step == 4
 
 
@@ -181,11 +184,11 @@ _SCRIPT = textwrap.dedent(
     import numpy as np, torch
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
-    from pipeline.train.finetune import FinetuneConfig, finetune
+    from pipeline.train.finetune import FinetuneParams, finetune
     from pipeline.train.objective import LossWeights
     data = np.load(sys.argv[1])
     refs = list(zip(data["images"], data["points"]))
-    cfg = FinetuneConfig(profile=sys.argv[2], steps=12, batch_size=2, checkpoint_every=3,
+    cfg = FinetuneParams(network=sys.argv[2], steps=12, batch_size=2, checkpoint_every=3,
                          log_every=1, device="cpu", weights=LossWeights(adv=0.01, fm=0.1))
     res = finetune(refs, cfg, sys.argv[3])
     print("DONE", res.step, res.resumed_from, flush=True)
@@ -202,7 +205,7 @@ def _run(script: Path, args: list[str]) -> subprocess.Popen[str]:
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(
-    astronaut_refs, tiny_profile, tmp_path
+    astronaut_refs, tiny_network, tmp_path
 ) -> None:
     data = tmp_path / "refs.npz"
     np.savez(
@@ -214,13 +217,13 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(
     script.write_text(_SCRIPT)
     clean, broken = tmp_path / "clean", tmp_path / "broken"
 
-    proc = _run(script, [str(data), str(tiny_profile), str(clean)])
+    proc = _run(script, [str(data), str(tiny_network), str(clean)])
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0 and "DONE 12 None" in out, out
 
     # kill -9 at a random step after a checkpoint (seeded: the test itself is reproducible)
     kill_after = int(np.random.default_rng(4).choice([3, 6]))
-    proc = _run(script, [str(data), str(tiny_profile), str(broken)])
+    proc = _run(script, [str(data), str(tiny_network), str(broken)])
     seen_ckpt = False
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -233,7 +236,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(
     assert seen_ckpt and proc.returncode == -signal.SIGKILL
     assert load_checkpoint(broken / "checkpoint.pt")["step"] == kill_after
 
-    proc = _run(script, [str(data), str(tiny_profile), str(broken)])
+    proc = _run(script, [str(data), str(tiny_network), str(broken)])
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0 and f"DONE 12 {kill_after}" in out, out
 
@@ -253,11 +256,11 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(
 
 
 def test_resuming_from_the_final_checkpoint_changes_nothing(
-    astronaut_refs, tiny_profile, tmp_path
+    astronaut_refs, tiny_network, tmp_path
 ) -> None:
     """A stage killed after training, before its manifest, reruns from the final checkpoint."""
     # A learning rate high enough that early stopping keeps an earlier step than the last.
-    cfg = _cfg(tiny_profile, steps=5, eval_every=2, holdout=1, lr_g=1e-2, lr_psi=1e-2)
+    cfg = _cfg(tiny_network, steps=5, eval_every=2, holdout=1, lr_g=1e-2, lr_psi=1e-2)
     first = finetune(astronaut_refs, cfg, tmp_path / "ft")
     assert first.best_step != 5 and first.losses["holdout_step"][-1] == 5
     curves, a = first.curves_json.read_bytes(), load_checkpoint(first.checkpoint)

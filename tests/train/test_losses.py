@@ -71,7 +71,7 @@ def test_ssim_matches_scikit_image() -> None:
 
 
 def test_objectives_shapes_and_weights() -> None:
-    from pipeline.models import build
+    from pipeline.models.networks import build
 
     torch.manual_seed(0)
     d = build(

@@ -16,19 +16,18 @@ import pytest
 import torch
 import yaml
 
+from pipeline.demo.synthetic import Motion, astronaut, moving_portrait
 from pipeline.errors import CheckpointError, CorpusError
-from pipeline.synthetic import Motion, astronaut, moving_portrait
-from pipeline.train.checkpoint import load_checkpoint
-from pipeline.train.finetune import FinetuneConfig, finetune
-from pipeline.train.meta import (
+from pipeline.models.checkpoint import load_checkpoint
+from pipeline.models.fusion import Fusion
+from pipeline.train.episodes import (
     CORPUS_SCHEMA,
-    MetaTrainConfig,
     build_corpus_index,
-    load_config,
     read_corpus_index,
     sample_episodes,
-    train_base,
 )
+from pipeline.train.finetune import FinetuneParams, finetune
+from pipeline.train.meta import MetaTrainConfig, load_config, train_base
 from tests import sockets
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,8 +56,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, astronaut_points: np.ndarra
     return root / "index.json"
 
 
-def _config(tmp_path: Path, profile: Path, **kw: object) -> Path:
-    cfg = {"profile": str(profile), "k": 2, "steps": 4, "batch_size": 1, "checkpoint_every": 2,
+def _config(tmp_path: Path, network: Path, **kw: object) -> Path:
+    cfg = {"network": str(network), "k": 2, "steps": 4, "batch_size": 1, "checkpoint_every": 2,
            "log_every": 1, "device": "cpu", **kw}  # fmt: skip
     path = tmp_path / "meta.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -89,15 +88,15 @@ def test_corpus_index(corpus: Path, tmp_path: Path) -> None:
         build_corpus_index(tmp_path / "empty")
 
 
-def test_train_base_then_finetune_from_it(corpus, tiny_profile, tmp_path, astronaut_refs) -> None:
-    cfg = load_config(_config(tmp_path, tiny_profile))
+def test_train_base_then_finetune_from_it(corpus, tiny_network, tmp_path, astronaut_refs) -> None:
+    cfg = load_config(_config(tmp_path, tiny_network))
     ckpt = train_base(corpus, cfg, tmp_path / "base")
     blob = load_checkpoint(ckpt)
     assert blob["kind"] == "base" and blob["step"] == 4 and blob["extra"]["world_size"] == 1
     assert blob["model_args"]["discriminator"]["params"]["num_identities"] == 4
     assert len(blob["extra"]["identities"]) == 4
     # a fine-tune starts from it
-    ft = FinetuneConfig(profile="ignored-with-a-base", steps=2, batch_size=2, device="cpu")
+    ft = FinetuneParams(network="ignored-with-a-base", steps=2, batch_size=2, device="cpu")
     res = finetune(astronaut_refs, ft, tmp_path / "ft", base_checkpoint=ckpt, base_sha256=None)
     assert res.step == 2
     assert load_checkpoint(res.checkpoint)["extra"]["base_checkpoint"] == str(ckpt)
@@ -108,14 +107,18 @@ def test_train_base_then_finetune_from_it(corpus, tiny_profile, tmp_path, astron
 
 def test_warp_input_blends_the_nearest_references_as_the_finetune_does(corpus: Path) -> None:
     videos = read_corpus_index(corpus, min_frames=4)
-    one = sample_episodes(videos, k=3, count=2, size=32, seed=0, step=0, rank=0, fuse_top=1)
-    two = sample_episodes(videos, k=3, count=2, size=32, seed=0, step=0, rank=0, fuse_top=3)
+    one = sample_episodes(
+        videos, k=3, count=2, size=32, seed=0, step=0, rank=0, fusion=Fusion(top=1)
+    )
+    two = sample_episodes(
+        videos, k=3, count=2, size=32, seed=0, step=0, rank=0, fusion=Fusion(top=3)
+    )
     torch.testing.assert_close(one["target"], two["target"], rtol=0, atol=0)  # same episodes
     assert not torch.equal(one["warp"], two["warp"])
 
 
 def test_time_budget_stops_with_a_checkpoint_and_holds_across_a_resume(
-    corpus, tiny_profile, tmp_path, monkeypatch
+    corpus, tiny_network, tmp_path, monkeypatch
 ) -> None:
     import types
 
@@ -123,22 +126,24 @@ def test_time_budget_stops_with_a_checkpoint_and_holds_across_a_resume(
 
     clock = iter(range(0, 10**6, 10))  # every reading of the clock is 10 s later
     monkeypatch.setattr(meta, "time", types.SimpleNamespace(monotonic=lambda: float(next(clock))))
-    cfg = load_config(_config(tmp_path, tiny_profile, steps=50, max_minutes=1.0))
+    cfg = load_config(_config(tmp_path, tiny_network, steps=50, max_minutes=1.0))
     blob = load_checkpoint(train_base(corpus, cfg, tmp_path / "base"))
     assert 0 < blob["step"] < 50 and blob["extra"]["elapsed_s"] >= 60.0
     # a resume finds the budget spent: no further step
     again = load_checkpoint(train_base(corpus, cfg, tmp_path / "base"))
     assert again["step"] == blob["step"]
-    # a checkpoint written before fuse_spline and fuse_flow existed resumes: a missing key is
-    # its default
-    added = ("fuse_spline", "fuse_flow")
-    older = {**again, "config": {k: v for k, v in again["config"].items() if k not in added}}
-    torch.save(older, tmp_path / "base" / "checkpoint.pt")
+    # a schema-1 checkpoint (flat fuse_* settings and `profile`, written before fuse_spline and
+    # fuse_flow existed) is upgraded on load and resumes: a missing setting is its old default
+    v1 = {k: v for k, v in again["config"].items() if k not in ("fusion", "network")}
+    v1.update(profile=str(tiny_network), fuse_top=3, fuse_temperature=0.01)
+    torch.save(
+        {**again, "schema": "likeness.checkpoint/1", "config": v1},
+        tmp_path / "base" / "checkpoint.pt",
+    )
     assert load_checkpoint(train_base(corpus, cfg, tmp_path / "base"))["step"] == blob["step"]
-    assert ("fuse_spline", "got -0.1, expected 0..1") in MetaTrainConfig(
-        fuse_spline=-0.1
-    ).validate()
-    assert ("fuse_flow", "got 1.5, expected 0..1") in MetaTrainConfig(fuse_flow=1.5).validate()
+    bad = MetaTrainConfig(fusion=Fusion(spline=-0.1, flow=1.5)).validate()
+    assert ("fusion.spline", "got -0.1, expected 0..1") in bad
+    assert ("fusion.flow", "got 1.5, expected 0..1") in bad
     assert ("max_minutes", "got 0.0, expected > 0 or null") in MetaTrainConfig(
         max_minutes=0.0
     ).validate()
@@ -153,9 +158,9 @@ def _launch(args: list[str]) -> subprocess.Popen[str]:
 
 
 def test_torchrun_two_processes_gloo_listening_on_loopback_only(
-    corpus, tiny_profile, tmp_path
+    corpus, tiny_network, tmp_path
 ) -> None:
-    cfg = _config(tmp_path, tiny_profile, steps=3, checkpoint_every=2)
+    cfg = _config(tmp_path, tiny_network, steps=3, checkpoint_every=2)
     proc = _launch([
         "-m", "pipeline.train.launch", "--nproc", "2",
         "-m", "pipeline.train.meta", str(corpus), "--out", str(tmp_path / "ddp"),
@@ -174,8 +179,8 @@ def test_torchrun_two_processes_gloo_listening_on_loopback_only(
     assert blob["step"] == 3 and blob["extra"]["world_size"] == 2
 
 
-def test_kill_9_then_resume_matches_an_uninterrupted_run(corpus, tiny_profile, tmp_path) -> None:
-    cfg = _config(tmp_path, tiny_profile, steps=8, checkpoint_every=3)
+def test_kill_9_then_resume_matches_an_uninterrupted_run(corpus, tiny_network, tmp_path) -> None:
+    cfg = _config(tmp_path, tiny_network, steps=8, checkpoint_every=3)
     cmd = [
         "-m",
         "pipeline.train.meta",

@@ -1,0 +1,2 @@
+"""Media made by code: the embedded sample shot of ``likeness demo`` and moving portraits for
+tests."""

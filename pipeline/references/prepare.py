@@ -1,0 +1,146 @@
+"""Reading an actor's reference stills and clips, finding the face in each and aligning it."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import DecodeError, NoFaceError
+from pipeline.io.movie import MOVIE_SUFFIXES
+from pipeline.references.store import References
+
+
+def load_still(path: Path, max_pixels: int) -> np.ndarray:
+    """Read a still image. Returns: H×W×3 uint8, display sRGB as encoded in the file.
+
+    Raises:
+        DecodeError: not an image, corrupt, or larger than ``max_pixels`` (checked on the header
+            before decoding).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise DecodeError(
+                    f"reference {path} claims {w}×{h} pixels, over the limit of {max_pixels}",
+                    "downscale the reference; faces need only a few hundred pixels",
+                )
+            im.load()
+            rgb = im.convert("RGB")
+            arr = np.asarray(rgb, dtype=np.uint8)
+    # Pillow reports some damaged files as SyntaxError ("broken PNG file"), EOFError or
+    # struct.error rather than OSError.
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        struct.error,
+        Image.DecompressionBombError,
+    ) as exc:
+        raise DecodeError(
+            f"reference {path} is not a readable image ({type(exc).__name__}: {exc})",
+            "give JPEG, PNG or TIFF stills, or movie clips, in actor.references",
+        ) from exc
+    return np.ascontiguousarray(arr)
+
+
+def _clip_frames(path: Path, n: int, max_pixels: int) -> list[tuple[str, np.ndarray]]:
+    from pipeline.io import open_plate
+
+    with open_plate(path, max_pixels=max_pixels) as reader:
+        frames = reader.info.frames
+        picks = set(
+            np.linspace(frames.first, frames.last, num=min(n, len(frames)))
+            .round()
+            .astype(int)
+            .tolist()
+        )
+        out = []
+        for number, img in reader.read(frames):
+            if number in picks:
+                out.append(
+                    (f"{path.name}@{number}", (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
+                )
+    return out
+
+
+@dataclass(frozen=True)
+class ReferencesParams:
+    """How references are read and aligned.
+
+    Attributes:
+        frames_per_clip: evenly spaced frames taken from each reference clip.
+        max_references: at most this many references (K) are kept, in the order given.
+        max_pixels: the largest image read (checked on the header, before decoding).
+        upsample: dlib HOG pyramid upsampling for stills (small faces in paintings).
+    """
+
+    frames_per_clip: int = 8
+    max_references: int = 32
+    max_pixels: int = 8192 * 8192
+    upsample: int = 1
+
+    def validate(self) -> list[tuple[str, str]]:
+        out = []
+        if not 1 <= self.max_references <= 32:
+            out.append(("max_references", f"got {self.max_references}, expected 1..32 (K)"))
+        if self.frames_per_clip < 1:
+            out.append(("frames_per_clip", f"got {self.frames_per_clip}, expected at least 1"))
+        return out
+
+
+def prepare_references(paths: list[Path], cfg: ReferencesParams, size: int) -> References:
+    """Detect, align and stack an actor's references.
+
+    Args:
+        paths: stills and clips, as listed in the shot spec (already expanded).
+        cfg: how they are read and aligned.
+        size: the crop side, the fine-tuned network's image size.
+
+    Raises:
+        DecodeError: a reference that is not an image or clip.
+        NoFaceError: references in which no face is found (all are listed).
+    """
+    import dlib
+
+    from pipeline.align import align_image
+    from pipeline.landmarks import get_backend
+
+    backend = get_backend("dlib", detect_max_side=2048, upsample=cfg.upsample)
+    detector = dlib.get_frontal_face_detector()
+    images: list[tuple[str, np.ndarray]] = []
+    for p in paths:
+        if p.suffix.lower() in MOVIE_SUFFIXES:
+            images.extend(_clip_frames(p, cfg.frames_per_clip, cfg.max_pixels))
+        else:
+            images.append((p.name, load_still(p, cfg.max_pixels)))
+    crops, points, sources, faceless = [], [], [], []
+    for name, img in images[: cfg.max_references]:
+        dets = backend.detect(img)
+        if not dets:
+            # Paintings and small faces: one more try with dlib's upsampled HOG pyramid.
+            rects = detector(img, 2)
+            if rects:
+                r = max(rects, key=lambda r: r.area())
+                dets = [backend.fit(img, (r.left(), r.top(), r.right(), r.bottom()))]
+        if not dets:
+            faceless.append(name)
+            continue
+        det = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+        face = align_image(img, det.points, size)
+        crops.append(face.crop)
+        points.append(face.points_in_crop.astype(np.float32))
+        sources.append(name)
+    if faceless:
+        raise NoFaceError(
+            f"no face found in {len(faceless)} reference(s): {', '.join(faceless)}",
+            "remove them from actor.references, or crop them closer to the face",
+        )
+    return References(np.stack(crops).astype(np.uint8), np.stack(points), tuple(sources))
