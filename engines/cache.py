@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from engines import backend_module, select_backend
 from engines.base import Engine
 from engines.export import golden_path
+from engines.onnx_engine import import_onnxruntime
 from engines.parity import check_parity, load_golden
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.errors import EngineBuildError, EngineUnavailableError
@@ -108,7 +110,6 @@ def profile_shapes_for(onnx_path: str | os.PathLike[str], cfg: EngineConfig) -> 
     Raises:
         EngineBuildError: an input has a dynamic dimension other than the batch.
     """
-    import onnx
 
     model = onnx.load(os.fspath(onnx_path), load_external_data=False)
     inits = {i.name for i in model.graph.initializer}
@@ -138,8 +139,7 @@ def node_identity(backend: str) -> tuple[str, str, str]:
     if backend == "tensorrt":
         return backend_module("tensorrt").node_identity()
     if backend == "onnxruntime":
-        import onnxruntime as ort
-
+        ort = import_onnxruntime()
         return f"cpu:{_cpu_model()}", "cpu", f"onnxruntime-{ort.__version__}"
     raise EngineBuildError(
         f"backend {backend!r} runs the torch module directly and has no engine to build",

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import warnings
 from collections import Counter
@@ -27,6 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from engines.parity import golden_inputs, save_golden
+from engines.torch_engine import META_NAME
 from pipeline.atomic import atomic_path
 from pipeline.errors import EngineBuildError, UnsupportedOpsError
 
@@ -353,9 +355,6 @@ def export_torch_program(
     Raises:
         EngineBuildError: ``torch.export`` could not trace the module.
     """
-    import json
-
-    from engines.torch_engine import META_NAME
 
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     shapes = {n: {0: batch} for n in example_inputs}

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Self
 
 import numpy as np
+import torch
 
 from engines.base import Engine, TensorSpec, is_torch, to_numpy
 from pipeline.errors import EngineBuildError, EngineUnavailableError
@@ -37,12 +39,32 @@ _ORT_DTYPES = {
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
 
 
+#: What to install when ONNX Runtime is missing.
+INSTALL_HINT = "pip install onnxruntime (or onnxruntime-gpu)"
+
+
+def import_onnxruntime() -> ModuleType:
+    """Import ``onnxruntime``: this backend's only import of it.
+
+    Deferred, like TensorRT's, so that a node without it (one with onnxruntime-gpu's libraries
+    missing, say) still imports this module, and :func:`unavailable_reason` says what to install.
+
+    Raises:
+        EngineUnavailableError: not installed or not loadable, with the install command.
+    """
+    try:
+        import onnxruntime  # optional backend library, deferred: see above
+    except ImportError as exc:
+        raise EngineUnavailableError(f"onnxruntime is not importable: {exc}", INSTALL_HINT) from exc
+    return onnxruntime
+
+
 def unavailable_reason() -> str | None:
     """Why this backend cannot run here, or ``None``."""
     try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return "onnxruntime is not importable: pip install onnxruntime (or onnxruntime-gpu)"
+        import_onnxruntime()
+    except EngineUnavailableError:
+        return f"onnxruntime is not importable: {INSTALL_HINT}"
     return None
 
 
@@ -53,8 +75,7 @@ def is_available() -> bool:
 
 def default_providers() -> list[str]:
     """The present providers, in :data:`PREFERRED_PROVIDERS` order."""
-    import onnxruntime as ort
-
+    ort = import_onnxruntime()
     present = set(ort.get_available_providers())
     return [p for p in PREFERRED_PROVIDERS if p in present]
 
@@ -80,8 +101,7 @@ def session_options(
     Raises:
         EngineBuildError: an unknown optimisation level.
     """
-    import onnxruntime as ort
-
+    ort = import_onnxruntime()
     if graph_optimization not in _OPT_LEVELS:
         raise EngineBuildError(
             f"graph_optimization {graph_optimization!r} is not known",
@@ -140,8 +160,7 @@ def provider_options(
 
 def _ort_errors() -> tuple[type[Exception], ...]:
     """ONNX Runtime's load-time exception classes (they derive from ``Exception`` only)."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as st
-
+    st = import_onnxruntime().capi.onnxruntime_pybind11_state
     names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NoModel")
     return tuple(getattr(st, n) for n in names if hasattr(st, n))
 
@@ -200,8 +219,7 @@ class OnnxEngine(Engine):
         reason = unavailable_reason()
         if reason:
             raise EngineUnavailableError("the onnxruntime backend is unavailable", reason)
-        import onnxruntime as ort
-
+        ort = import_onnxruntime()
         provs = list(providers) if providers is not None else default_providers()
         absent = [p for p in provs if p not in ort.get_available_providers()]
         if absent:
@@ -255,8 +273,6 @@ class OnnxEngine(Engine):
         for name, o in zip(self._outputs, outs, strict=True):
             o = np.asarray(o, dtype=np.float32)
             if as_torch:
-                import torch
-
                 result[name] = torch.from_numpy(o)
             else:
                 result[name] = o

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 import numpy as np
+import torch
 
 from engines.base import Engine, TensorSpec, is_torch, to_numpy
 from pipeline.errors import EngineBuildError
@@ -25,11 +26,7 @@ _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def unavailable_reason() -> str | None:
-    """Why this backend cannot run here, or ``None``. torch is a hard dependency."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return "torch is not importable: pip install torch==2.13.0"
+    """Why this backend cannot run here: never (torch is a hard dependency of likeness)."""
     return None
 
 
@@ -63,7 +60,6 @@ class TorchEngine(Engine):
         device: str = "cpu",
         compile: bool = False,
     ) -> None:
-        import torch
 
         self._torch = torch
         self._inputs = list(inputs)
@@ -115,7 +111,6 @@ class TorchEngine(Engine):
         Raises:
             EngineBuildError: not a ``.pt2`` written by this project.
         """
-        import torch
 
         extra: dict[str, Any] = {META_NAME: ""}
         try:

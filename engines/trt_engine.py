@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+import torch
 
 from engines.base import Engine, TensorSpec, is_torch, to_numpy
 from pipeline.atomic import write_bytes
@@ -42,10 +43,6 @@ def unavailable_reason() -> str | None:
     """Why TensorRT cannot run here (without importing it), or ``None``."""
     if importlib.util.find_spec("tensorrt") is None:
         return f"the tensorrt package is not installed; {INSTALL_HINT}"
-    try:
-        import torch
-    except ImportError:
-        return "torch is not importable; the TensorRT backend uses torch for device memory"
     if not torch.cuda.is_available():
         return (
             "CUDA is not available to torch (no GPU, no driver, or a CPU-only torch build); "
@@ -66,15 +63,13 @@ def import_tensorrt() -> Any:
         EngineUnavailableError: not installed or not loadable, with the install command.
     """
     try:
-        import tensorrt as trt
+        import tensorrt as trt  # optional backend library (likeness[tensorrt]): GPU nodes only
     except ImportError as exc:  # also covers missing libnvinfer behind an installed wheel
         raise EngineUnavailableError(f"cannot import tensorrt: {exc}", INSTALL_HINT) from exc
     return trt
 
 
 def _require_cuda() -> Any:
-    import torch
-
     if not torch.cuda.is_available():
         raise EngineUnavailableError(
             "the tensorrt backend needs CUDA, which torch cannot see here",
@@ -200,7 +195,6 @@ def _set_precision(
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> Any:
-    import torch
 
     table = {
         trt.DataType.FLOAT: torch.float32,

@@ -159,7 +159,7 @@ def luigid_command(address: str, port: int, state_dir: Path) -> list[str]:
 
 def _check_history_backend() -> None:
     try:
-        import sqlalchemy  # noqa: F401
+        import sqlalchemy  # noqa: F401 - a probe: luigid's history needs it, luigi does not
     except ImportError as exc:
         raise FarmError(
             "task history needs SQLAlchemy, which is not installed",

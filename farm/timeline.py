@@ -15,6 +15,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import opentimelineio as otio
+
 from pipeline.errors import FarmError
 
 #: Suffixes read as timelines by ``likeness submit`` (OpenTimelineIO's native formats).
@@ -46,7 +48,6 @@ def timeline_specs(path: str | os.PathLike[str]) -> list[str]:
         FarmError: the file cannot be read as a timeline, holds no clips, or a clip names no
             spec that exists (every such clip is listed).
     """
-    import opentimelineio as otio
 
     path = Path(path)
     try:

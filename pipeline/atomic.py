@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.errors import DiskFullError
 
 TMP_MARK = ".tmp-"
@@ -167,7 +169,6 @@ def write_json(final: str | os.PathLike[str], obj: Any) -> Path:
 
 def write_npz(final: str | os.PathLike[str], *, compress: bool = False, **arrays: Any) -> Path:
     """Write numpy arrays atomically as ``.npz`` (plain arrays only: readers never unpickle)."""
-    import numpy as np
 
     with atomic_path(final) as tmp:
         with open(tmp, "wb") as fh:

@@ -11,15 +11,11 @@ hull, rises with a smoothstep over ``feather_px`` after ``erode_px``, and is exa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import cv2
 import numpy as np
 
+from pipeline.composite.config import CompositeConfig
 from pipeline.errors import CompositeError, NoFaceError
-
-if TYPE_CHECKING:
-    from pipeline.composite.config import CompositeConfig
 
 #: iBUG-68 indices of the eyebrows (left brow 17-21, right brow 22-26).
 BROWS = np.arange(17, 27)

@@ -17,6 +17,7 @@ import yaml
 from pipeline.atomic import atomic_path, write_text
 from pipeline.demo.synthetic import Motion, astronaut, astronaut_head, moving_portrait
 from pipeline.frames import Timecode
+from pipeline.io import ProResWriter
 
 DEMO_SHOT = "demo010"
 DEMO_FPS = Fraction(24, 1)
@@ -29,7 +30,6 @@ def make_sample_shot(folder: str | Path, frames: int = 24, size: int = 256) -> P
     Returns:
         The shot spec path. Files already present are reused (generation is deterministic).
     """
-    from pipeline.io import ProResWriter
 
     folder = Path(folder)
     spec_path = folder / f"{DEMO_SHOT}.yaml"

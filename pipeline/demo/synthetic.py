@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from skimage import data
 
 
 def astronaut() -> np.ndarray:
     """scikit-image's astronaut portrait. Returns: 512×512×3 uint8, display sRGB."""
-    from skimage import data
 
     return np.ascontiguousarray(data.astronaut())
 

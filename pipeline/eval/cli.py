@@ -8,6 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from pipeline.atomic import write_json
 from pipeline.errors import LikenessError
 from pipeline.eval.run import evaluate_clip
 
@@ -47,7 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``likeness eval``: run :func:`evaluate_clip` and print the summary; 0 on success."""
-    import torch
 
     args = build_parser().parse_args(None if argv is None else list(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -64,8 +66,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"likeness eval: {exc}")
         return 2
     if args.json:
-        from pipeline.atomic import write_json
-
         write_json(args.json, res)
     print(format_summary(res))
     return 0

@@ -13,8 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.align import align_image
+from pipeline.atomic import write_npz
 from pipeline.errors import EvalError, NoFaceError
 from pipeline.hashing import sha256_file
+from pipeline.io import open_plate
+from pipeline.stages.track import TrackConfig
+from pipeline.tracking.merge import merge_chunks
+from pipeline.tracking.tracker import track_chunk
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,6 @@ def iter_frames(
     Raises:
         DecodeError: the clip is missing or unreadable.
     """
-    from pipeline.io import open_plate
 
     with open_plate(path) as plate:
         for n, (fno, img) in enumerate(plate.read()):
@@ -79,9 +84,6 @@ def track_clip(
         ``(numbers, points)``: N int64 frame numbers and N×68×2 float32 smoothed landmarks in
         plate pixels, NaN where the face is not tracked (N = 0 for a clip with no frames).
     """
-    from pipeline.stages.track import TrackConfig
-    from pipeline.tracking.merge import merge_chunks
-    from pipeline.tracking.tracker import track_chunk
 
     cfg = TrackConfig(crop_size=crop_size)  # type: ignore[arg-type]
     it = iter(frames)
@@ -125,7 +127,6 @@ def load_clip(
         EvalError: no frames.
         NoFaceError: no tracked face.
     """
-    from pipeline.align import align_image
 
     path = Path(path)
     cached = None
@@ -141,8 +142,6 @@ def load_clip(
         numbers, plate_pts = track_clip(iter_frames(path, max_frames), track_size)
         log.info("tracked %s: %d frames in %.1f s", path.name, len(numbers), time.monotonic() - t0)
         if cached is not None:
-            from pipeline.atomic import write_npz
-
             cached.parent.mkdir(parents=True, exist_ok=True)
             write_npz(cached, numbers=numbers, points=plate_pts)
     if len(numbers) == 0:

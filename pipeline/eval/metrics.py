@@ -5,6 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from skimage.metrics import structural_similarity
+
+from pipeline.composite.config import CompositeConfig
+from pipeline.composite.matte import face_matte
+from pipeline.qc.tracking import jitter
 
 #: Outer eye corners of the iBUG 68 layout, for the inter-ocular distance.
 EYE_CORNERS = (36, 45)
@@ -23,7 +28,6 @@ def _db(mse: float) -> float:
 def ssim_full(pred: np.ndarray, truth: np.ndarray) -> tuple[float, np.ndarray]:
     """skimage's SSIM with the harness's settings: ``(mean, H×W float64 map averaged over
     RGB)``; :func:`ssim` is the mean."""
-    from skimage.metrics import structural_similarity
 
     mean, full = structural_similarity(
         np.asarray(pred, np.float64),
@@ -51,8 +55,6 @@ def face_weights(points: np.ndarray, size: int) -> np.ndarray:
     """The region a composite keeps: the production face matte of ``points`` (68×2 crop
     pixels), :func:`pipeline.composite.matte.face_matte` with the default
     :class:`~pipeline.composite.config.CompositeConfig` → size×size float32 in 0..1."""
-    from pipeline.composite.config import CompositeConfig
-    from pipeline.composite.matte import face_matte
 
     return face_matte(np.asarray(points, np.float64), size, CompositeConfig())
 
@@ -103,7 +105,6 @@ def error_jitter(points: np.ndarray, reference: np.ndarray) -> float:
         (:func:`pipeline.qc.tracking.jitter`), divided by the mean inter-ocular distance; 0 when
         the output moves exactly as the truth does. NaN for fewer than two frames.
     """
-    from pipeline.qc.tracking import jitter
 
     p = np.asarray(points, np.float64)
     r = np.asarray(reference, np.float64)

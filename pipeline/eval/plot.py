@@ -6,6 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from pipeline.atomic import atomic_path
 
 
 def plot_result(
@@ -14,12 +18,6 @@ def plot_result(
     path: str | Path,
 ) -> Path:
     """Per-frame curves of both systems and a strip of examples (truth | warp | learned), PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    from pipeline.atomic import atomic_path
 
     rows = result["frames"]
     keys = (
@@ -27,7 +25,10 @@ def plot_result(
         if result["mode"] == "self"
         else ["identity_target", "identity_performer", "expression_error"]
     )
-    fig, axes = plt.subplots(1, len(keys) + 1, figsize=(4 * (len(keys) + 1), 3.4), dpi=90)
+    # The Agg canvas directly, not pyplot: no global figure state, safe in worker threads.
+    fig = Figure(figsize=(4 * (len(keys) + 1), 3.4), dpi=90)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(keys) + 1)
     x = np.arange(len(rows))
     for ax, key in zip(axes, keys):
         for name, colour in (("warp", "tab:gray"), ("learned", "tab:blue")):
@@ -54,5 +55,4 @@ def plot_result(
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return path

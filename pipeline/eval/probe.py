@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+
+from pipeline.landmarks import get_backend
+from pipeline.tracking.identity import descriptor_distance, face_descriptor
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -18,13 +22,11 @@ class FaceProbe:
     """
 
     def __init__(self, upscale: int = 2) -> None:
-        from pipeline.landmarks import get_backend
 
         self.backend = get_backend("dlib", upsample=1)
         self.upscale = upscale
 
     def _big(self, crop: np.ndarray) -> np.ndarray:
-        import cv2
 
         img = to_uint8(crop)
         s = img.shape[0] * self.upscale
@@ -58,14 +60,12 @@ class FaceProbe:
 
     def descriptor(self, crop: np.ndarray, points: np.ndarray) -> np.ndarray:
         """dlib's 128-d descriptor of the face in ``crop`` with landmarks ``points`` (crop px)."""
-        from pipeline.tracking.identity import face_descriptor
 
         return face_descriptor(self._big(crop), np.asarray(points, np.float64) * self.upscale)
 
 
 def descriptor_distance_(a: np.ndarray | None, b: np.ndarray | None) -> float:
     """:func:`pipeline.tracking.identity.descriptor_distance`, NaN when either descriptor is missing."""
-    from pipeline.tracking.identity import descriptor_distance
 
     if a is None or b is None:
         return float("nan")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.atomic import write_npz
-from pipeline.errors import SchemaError
+from pipeline.errors import SchemaError, StageError
 from pipeline.io.plate_cache import CachedPlate
 from pipeline.npz import read_sidecar
 
@@ -82,7 +82,6 @@ def load_faces(path: Path) -> Faces:
 
 def join_faces(chunks: list[Faces], plate: CachedPlate) -> Faces:
     """Concatenate chunk outputs in frame order and check they tile the plate's range."""
-    from pipeline.errors import StageError
 
     chunks = sorted(chunks, key=lambda f: int(f.frames[0]))
     frames = np.concatenate([c.frames for c in chunks])

@@ -11,7 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.inference.retarget import mean_shape, retarget
 from pipeline.landmarks.sidecar import Landmarks
+from pipeline.models.rasterize import rasterize
+from pipeline.tracking.identity import descriptor_distance, face_descriptor
 
 
 def crop_transforms(lm: Landmarks, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +56,6 @@ def driving_points(
     Returns:
         N×68×2 float64 crop pixels; NaN on untracked frames.
     """
-    from pipeline.inference.retarget import mean_shape, retarget
 
     fwd, _ = crop_transforms(lm, size)
     out = np.full((len(lm.frames), 68, 2), np.nan)
@@ -83,7 +85,6 @@ def is_same_person(
     Returns:
         ``(same, distance)``, the distance to the nearest reference.
     """
-    from pipeline.tracking.identity import descriptor_distance, face_descriptor
 
     d_plate = face_descriptor(plate_face, plate_points)
     dists = [
@@ -112,7 +113,6 @@ def synthesize(
     Returns:
         N×S×S×3 float32 in 0..1, display sRGB (zeros for skipped rows).
     """
-    from pipeline.models.rasterize import rasterize
 
     s = actor.size
     out = np.zeros((len(targets), s, s, 3), np.float32)

@@ -17,6 +17,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
 
+import av
+import cv2
 import numpy as np
 
 from pipeline.errors import DecodeError
@@ -247,7 +249,6 @@ def _rgb(arr: np.ndarray) -> np.ndarray:
 
 
 def _load_cv2(path: Path) -> np.ndarray:
-    import cv2
 
     try:
         arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -261,7 +262,6 @@ def _load_cv2(path: Path) -> np.ndarray:
 
 
 def _load_av(path: Path) -> np.ndarray:
-    import av
 
     try:
         with av.open(str(path), format="image2") as c:
@@ -274,7 +274,7 @@ def _load_av(path: Path) -> np.ndarray:
 
 
 def _load_oiio(path: Path) -> np.ndarray:
-    import OpenImageIO as oiio
+    import OpenImageIO as oiio  # optional: used for DPX and TIFF only where installed (has_oiio)
 
     inp = oiio.ImageInput.open(str(path))
     if inp is None:

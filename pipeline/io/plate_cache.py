@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.color import ColorPipeline
 from pipeline.errors import DecodeError
 from pipeline.frames import FrameRange, Timecode, parse_rate
+from pipeline.io import read_exr
 
 PLATE_SCHEMA = "likeness.plate/1"
 
@@ -112,7 +114,6 @@ def _field(meta: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any
 
 def read_cached_frame(plate: CachedPlate, frame: int) -> np.ndarray:
     """One cached frame. Returns: H×W×3 float32, scene-linear working space (ACEScg)."""
-    from pipeline.io import read_exr
 
     chans, _ = read_exr(plate.frame_path(frame))
     return np.dstack([chans["R"], chans["G"], chans["B"]]).astype(np.float32)
@@ -128,7 +129,6 @@ def display_frame(plate: CachedPlate, frame: int, color: Any) -> np.ndarray:
 def display_frames(
     plate: CachedPlate, frames: FrameRange, ocio_config: str | None
 ) -> Iterator[tuple[int, np.ndarray]]:
-    from pipeline.color import ColorPipeline
 
     color = ColorPipeline(ocio_config)
     for n in frames:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import dlib
 import numpy as np
 
 from pipeline.errors import WeightsMissingError
@@ -47,7 +48,6 @@ def model_path(filename: str) -> Path:
 @functools.cache
 def hog_detector() -> Any:
     """dlib's frontal HOG face detector (shared, loaded once)."""
-    import dlib
 
     return dlib.get_frontal_face_detector()
 
@@ -55,7 +55,6 @@ def hog_detector() -> Any:
 @functools.cache
 def shape_predictor() -> Any:
     """dlib's 68-point shape predictor (shared, loaded once)."""
-    import dlib
 
     return dlib.shape_predictor(str(model_path(SHAPE_PREDICTOR_68)))
 
@@ -201,7 +200,6 @@ class DlibBackend:
         return Detection(det.points + np.float32([x0, y0]), 1.0, tuple(float(v) for v in box))
 
     def _fit_gray(self, gray: np.ndarray, box: Box, confidence: float) -> Detection:
-        import dlib
 
         x0, y0, x1, y1 = (round(v) for v in box)
         shape = self._predictor(gray, dlib.rectangle(x0, y0, x1 - 1, y1 - 1))

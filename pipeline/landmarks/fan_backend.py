@@ -20,6 +20,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from pipeline.errors import CheckpointError, EngineUnavailableError, WeightsMissingError
 from pipeline.landmarks.base import Box, Detection, check_image
@@ -166,7 +167,6 @@ class FanBackend:
             image: H×W×3 uint8 display sRGB.
             box: ``(x0, y0, x1, y1)`` in pixels.
         """
-        import torch
 
         img = check_image(image)
         if img.ndim == 2:
@@ -187,8 +187,7 @@ class FanBackend:
 
 def _load_fan(path: Path, device: str) -> Any:
     try:
-        import torch
-        from face_alignment.models import FAN
+        from face_alignment.models import FAN  # optional: likeness[fan], this backend only
     except ImportError as exc:
         raise EngineUnavailableError(
             f"the fan landmark backend needs face-alignment: {exc}",

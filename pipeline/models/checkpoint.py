@@ -39,6 +39,7 @@ import torch
 from pipeline.atomic import atomic_path
 from pipeline.errors import CheckpointError
 from pipeline.hashing import sha256_file
+from pipeline.models.networks import build
 
 SCHEMA = "likeness.checkpoint/2"
 
@@ -254,7 +255,6 @@ def build_models(
     Raises:
         CheckpointError: a name is missing or the weights do not fit the recorded params.
     """
-    from pipeline.models.networks import build
 
     out = {}
     for name in names or list(blob["model_args"]):

@@ -19,16 +19,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from pipeline.atomic import atomic_dir
 from pipeline.errors import ReportError
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 #: The page's file name inside the report folder.
 INDEX = "index.html"
@@ -188,9 +186,6 @@ def _write_png(folder: Path, name: str, img: np.ndarray) -> None:
 
 def _figure(rows: int = 1, height: float = 2.4) -> Figure:
     # The Agg canvas directly, not pyplot: no global figure state, safe in worker threads.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(9.0, height * rows), dpi=100)
     FigureCanvasAgg(fig)
     return fig
@@ -294,96 +289,127 @@ def _render(
     sheet: list[list[tuple[str, np.ndarray] | None]],
     plots: dict[str, str | None],
 ) -> str:
-    out: list[str] = []
-    w = out.append
+    """The page's HTML, section by section."""
     title = f"QC {ctx.shot} {ctx.version}"
-    w("<!DOCTYPE html>")
-    w('<html lang="en"><head><meta charset="utf-8">')
-    w(f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>")
-    w(
-        f'<h1>{_e(ctx.shot)} <span class="meta">{_e(ctx.version)}</span> <span class="badge">SYNTHETIC</span></h1>'
-    )
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        *_header(ctx),
+        *_deliverables(ctx),
+        *_contact_sheet(ctx, sheet),
+        *_plots(ctx, frames, plots),
+        *_provenance(ctx),
+        "</body></html>",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _header(ctx: ReportContext) -> list[str]:
+    out = [
+        f'<h1>{_e(ctx.shot)} <span class="meta">{_e(ctx.version)}</span> '
+        '<span class="badge">SYNTHETIC</span></h1>'
+    ]
     meta = []
     if ctx.created:
         meta.append(f"created {_e(ctx.created)}")
     if len(ctx.frame_numbers):
         meta.append(f"frames {_e(_compact(ctx.frame_numbers))} ({len(ctx.frame_numbers)})")
     if meta:
-        w(f'<p class="meta">{" · ".join(meta)}</p>')
-    for note in ctx.notes:
-        w(f'<p class="meta">{_e(note)}</p>')
+        out.append(f'<p class="meta">{" · ".join(meta)}</p>')
+    out += [f'<p class="meta">{_e(note)}</p>' for note in ctx.notes]
+    return out
 
-    w("<h2>Deliverables</h2><table>")
-    w(f"<tr><th>EXR sequence</th><td><code>{_e(ctx.exr_path or 'not written')}</code></td></tr>")
-    w(f"<tr><th>Review movie</th><td><code>{_e(ctx.movie_path or 'not written')}</code></td></tr>")
-    w("</table>")
 
-    w("<h2>Untouched frames</h2>")
+def _deliverables(ctx: ReportContext) -> list[str]:
+    out = [
+        "<h2>Deliverables</h2><table>",
+        f"<tr><th>EXR sequence</th><td><code>{_e(ctx.exr_path or 'not written')}</code></td></tr>",
+        f"<tr><th>Review movie</th><td><code>{_e(ctx.movie_path or 'not written')}</code></td></tr>",
+        "</table>",
+        "<h2>Untouched frames</h2>",
+    ]
     if len(ctx.untouched_frames):
-        w(
+        out.append(
             f'<p class="warn">{len(set(ctx.untouched_frames))} frame(s) passed the plate through '
             f"untouched (tracking failed): {_e(_compact(ctx.untouched_frames))}</p>"
         )
     else:
-        w("<p>None: every frame was composited.</p>")
+        out.append("<p>None: every frame was composited.</p>")
+    return out
 
-    w("<h2>Contact sheet</h2>")
-    if sheet:
-        w(
-            "<table><tr><th>Frame</th>"
-            + "".join(f"<th>{_e(h)}</th>" for h in COLUMNS.values())
-            + "</tr>"
-        )
-        for row, cells in zip(ctx.contact_sheet, sheet, strict=True):
-            w(f"<tr><th>{_e(row.frame)}</th>")
-            for col, cell in zip(COLUMNS.values(), cells, strict=True):
-                if cell is None:
-                    w('<td class="na">n/a</td>')
-                    continue
-                name, img = cell
-                h, wd = img.shape[:2]
-                dw = min(wd, THUMB_WIDTH)
-                dh = max(1, round(h * dw / wd))
-                w(
-                    f'<td class="img"><a href="{_e(name)}"><img src="{_e(name)}" '
-                    f'width="{dw}" height="{dh}" alt="{_e(col)}, frame {_e(row.frame)}"></a></td>'
-                )
-            w("</tr>")
-        w("</table>")
-    else:
-        w("<p>No frames sampled.</p>")
 
+def _contact_sheet(
+    ctx: ReportContext, sheet: list[list[tuple[str, np.ndarray] | None]]
+) -> list[str]:
+    out = ["<h2>Contact sheet</h2>"]
+    if not sheet:
+        return [*out, "<p>No frames sampled.</p>"]
+    out.append(
+        "<table><tr><th>Frame</th>"
+        + "".join(f"<th>{_e(h)}</th>" for h in COLUMNS.values())
+        + "</tr>"
+    )
+    for row, cells in zip(ctx.contact_sheet, sheet, strict=True):
+        out.append(f"<tr><th>{_e(row.frame)}</th>")
+        for col, cell in zip(COLUMNS.values(), cells, strict=True):
+            if cell is None:
+                out.append('<td class="na">n/a</td>')
+                continue
+            name, img = cell
+            h, wd = img.shape[:2]
+            dw = min(wd, THUMB_WIDTH)
+            dh = max(1, round(h * dw / wd))
+            out.append(
+                f'<td class="img"><a href="{_e(name)}"><img src="{_e(name)}" '
+                f'width="{dw}" height="{dh}" alt="{_e(col)}, frame {_e(row.frame)}"></a></td>'
+            )
+        out.append("</tr>")
+    out.append("</table>")
+    return out
+
+
+def _plots(
+    ctx: ReportContext, frames: np.ndarray | None, plots: dict[str, str | None]
+) -> list[str]:
+    out: list[str] = []
     for key, heading in (
         ("per_frame", "Tracking and per-frame metrics"),
         ("training", "Training curves"),
         ("timings", "Stage timings"),
     ):
-        w(f"<h2>{_e(heading)}</h2>")
+        out.append(f"<h2>{_e(heading)}</h2>")
         name = plots.get(key)
         if name:
-            w(f'<img class="plot" src="{_e(name)}" alt="{_e(heading)}">')
+            out.append(f'<img class="plot" src="{_e(name)}" alt="{_e(heading)}">')
         else:
-            w("<p>No data.</p>")
+            out.append("<p>No data.</p>")
         if key == "per_frame" and len(ctx.untouched_frames) and frames is not None and name:
-            w('<p class="meta">Red lines mark untouched frames.</p>')
+            out.append('<p class="meta">Red lines mark untouched frames.</p>')
         if key == "timings" and ctx.stage_timings:
-            total = sum(float(v) for v in ctx.stage_timings.values())
-            w("<table><tr><th>Stage</th><th>Seconds</th><th>Share</th></tr>")
-            for stage, sec in ctx.stage_timings.items():
-                share = f"{100.0 * float(sec) / total:.1f}%" if total > 0 else "-"
-                w(f"<tr><td>{_e(stage)}</td><td>{float(sec):.2f}</td><td>{share}</td></tr>")
-            w(f"<tr><th>Total</th><th>{total:.2f}</th><th></th></tr></table>")
+            out += _timings_table(ctx.stage_timings)
+    return out
 
-    w("<h2>Provenance</h2>")
-    if ctx.provenance:
-        w("<table><tr><th>Attribute</th><th>Value</th></tr>")
-        for k, v in ctx.provenance.items():
-            w(f"<tr><td><code>{_e(k)}</code></td><td><code>{_e(v)}</code></td></tr>")
-        w("</table>")
-    else:
-        w("<p>No provenance recorded.</p>")
-    w("</body></html>")
-    return "\n".join(out) + "\n"
+
+def _timings_table(timings: Mapping[str, float]) -> list[str]:
+    total = sum(float(v) for v in timings.values())
+    out = ["<table><tr><th>Stage</th><th>Seconds</th><th>Share</th></tr>"]
+    for stage, sec in timings.items():
+        share = f"{100.0 * float(sec) / total:.1f}%" if total > 0 else "-"
+        out.append(f"<tr><td>{_e(stage)}</td><td>{float(sec):.2f}</td><td>{share}</td></tr>")
+    out.append(f"<tr><th>Total</th><th>{total:.2f}</th><th></th></tr></table>")
+    return out
+
+
+def _provenance(ctx: ReportContext) -> list[str]:
+    out = ["<h2>Provenance</h2>"]
+    if not ctx.provenance:
+        return [*out, "<p>No provenance recorded.</p>"]
+    out.append("<table><tr><th>Attribute</th><th>Value</th></tr>")
+    for k, v in ctx.provenance.items():
+        out.append(f"<tr><td><code>{_e(k)}</code></td><td><code>{_e(v)}</code></td></tr>")
+    out.append("</table>")
+    return out
 
 
 def write_report(out_dir: str | os.PathLike[str], ctx: ReportContext) -> Path:

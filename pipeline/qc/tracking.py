@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from matplotlib.figure import Figure
 
 from pipeline.atomic import atomic_path
 from pipeline.color import ColorPipeline
@@ -132,8 +133,6 @@ def plot_tracking(lm: Landmarks, path: str | os.PathLike[str]) -> Path:
         the final path.
     """
     # A bare Figure renders with Agg and leaves pyplot's global backend alone.
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(10, 5), dpi=100, layout="constrained")
     ax_c, ax_j = fig.subplots(2, 1, sharex=True)
     f = lm.frames

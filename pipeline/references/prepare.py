@@ -6,10 +6,15 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import dlib
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from pipeline.align import align_image
 from pipeline.errors import DecodeError, NoFaceError
+from pipeline.io import open_plate
 from pipeline.io.movie import MOVIE_SUFFIXES
+from pipeline.landmarks import get_backend
 from pipeline.references.store import References
 
 
@@ -20,7 +25,6 @@ def load_still(path: Path, max_pixels: int) -> np.ndarray:
         DecodeError: not an image, corrupt, or larger than ``max_pixels`` (checked on the header
             before decoding).
     """
-    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
@@ -52,7 +56,6 @@ def load_still(path: Path, max_pixels: int) -> np.ndarray:
 
 
 def _clip_frames(path: Path, n: int, max_pixels: int) -> list[tuple[str, np.ndarray]]:
-    from pipeline.io import open_plate
 
     with open_plate(path, max_pixels=max_pixels) as reader:
         frames = reader.info.frames
@@ -108,10 +111,6 @@ def prepare_references(paths: list[Path], cfg: ReferencesParams, size: int) -> R
         DecodeError: a reference that is not an image or clip.
         NoFaceError: references in which no face is found (all are listed).
     """
-    import dlib
-
-    from pipeline.align import align_image
-    from pipeline.landmarks import get_backend
 
     backend = get_backend("dlib", detect_max_side=2048, upsample=cfg.upsample)
     detector = dlib.get_frontal_face_detector()

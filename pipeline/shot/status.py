@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.stages.graph import STAGES
 from pipeline.workspace import MANIFEST, Workdir, manifest_matches, read_manifest, state_path
 
 #: A running record older than this, with no manifest, is reported as stale ("running?").
@@ -18,7 +19,6 @@ STALE_RUNNING_S = 6 * 3600
 
 def _chain_order(item: tuple[str, dict[str, Any]]) -> tuple[int, str]:
     """Sort key: the stage's place in the chain, then the chunk's frames."""
-    from pipeline.shot.plan import STAGES
 
     order = {sd.name: i for i, sd in enumerate(STAGES)}
     task, st = item

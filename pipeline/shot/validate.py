@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.color import ColorPipeline
 from pipeline.errors import ColorError, ConfigError, ShotSpecError
 from pipeline.shot.profile import Profile, load_profile
 from pipeline.shot.spec import ShotSpec, load_shot
@@ -23,8 +24,6 @@ def validate_shot(path: str | Path) -> tuple[ShotSpec, Profile]:
     except ConfigError as exc:
         problems.extend(exc.problems)
     try:
-        from pipeline.color import ColorPipeline
-
         color = ColorPipeline(profile.ingest.ocio_config if profile else None)
         color.check_space(spec.colorspace)
     except ColorError as exc:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from pipeline.atomic import atomic_dir, atomic_path
@@ -25,7 +26,6 @@ def run_references(
     paths: list[Path], cfg: ReferencesConfig, size: int, out_dir: Path
 ) -> dict[str, Any]:
     """The references stage: ``refs.npz`` and a contact sheet, in a folder that appears whole."""
-    import cv2
 
     refs = prepare_references(paths, cfg, size)
     with atomic_dir(out_dir) as tmp:

@@ -8,6 +8,7 @@ import numpy as np
 
 from pipeline.errors import NoFaceError
 from pipeline.frames import FrameRange
+from pipeline.io.image import load_image_rgb
 from pipeline.io.plate_cache import CachedPlate, display_frames
 from pipeline.landmarks.base import Box
 from pipeline.tracking.identity import (
@@ -54,9 +55,6 @@ def identity_hint(
         NoFaceError: the reference still shows no face.
     """
     if performer_reference is not None:
-        from pipeline.io.image import load_image_rgb
-        from pipeline.tracking.identity import face_descriptor
-
         img, _ = load_image_rgb(Path(performer_reference), 8192 * 8192)
         img8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8) if img.dtype != np.uint8 else img
         dets = make_backend(cfg).detect(img8)

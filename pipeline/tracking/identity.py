@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import dlib
 import numpy as np
 
 from pipeline.landmarks.base import Detection, check_image
@@ -26,7 +27,6 @@ CHIP_PADDING = 0.25
 
 @functools.cache
 def _recognizer() -> Any:
-    import dlib
 
     return dlib.face_recognition_model_v1(str(model_path(FACE_RECOGNITION_RESNET)))
 
@@ -46,7 +46,6 @@ def face_chip(image: np.ndarray, detection_or_points: Detection | np.ndarray) ->
     Raises:
         ValueError: wrong image or landmark shape, or landmarks with NaN.
     """
-    import dlib
 
     img = check_image(image)
     if img.ndim != 3:

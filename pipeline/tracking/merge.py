@@ -43,23 +43,8 @@ def _identity_outliers(chunks: list[ChunkTrack], threshold: float) -> list[int]:
     return [have[k] for k in range(len(have)) if d[k, medoid] >= threshold]
 
 
-def merge_chunks(
-    chunks: list[ChunkTrack], cfg: TrackerParams, image_size: tuple[int, int]
-) -> Landmarks:
-    """Join chunk tracks into the shot's smoothed landmarks and alignment transforms.
-
-    Steps: order the chunks and check they tile the shot; drop chunks whose face descriptor is
-    another person than the rest of the shot (their frames become flagged gaps); break the track
-    at cuts, at long gaps and at chunk borders where the face jumps; smooth each stretch (which
-    also fills short gaps); flag the long gaps.
-
-    Args:
-        chunks: the shot's chunks, any order.
-        cfg: tracking settings (gap length, identity threshold, smoothing, crop size).
-        image_size: ``(width, height)`` of the plate.
-
-    Returns:
-        the shot's :class:`Landmarks`.
+def _tiled(chunks: list[ChunkTrack], image_size: tuple[int, int]) -> list[ChunkTrack]:
+    """The chunks in frame order, checked to be of this plate and to tile its frames.
 
     Raises:
         StageError: no chunks, chunks that overlap or leave holes, or another plate size.
@@ -81,6 +66,49 @@ def merge_chunks(
             f"track chunks do not tile the shot: frame {frames[k]} is followed by {frames[k + 1]}",
             "rerun the missing or overlapping chunks",
         )
+    return chunks
+
+
+def _fill_or_flag(
+    frames: np.ndarray, seen: np.ndarray, breaks: np.ndarray, max_gap: int
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Which unseen frames are interpolated (N bool) and which gaps are flagged (first, last):
+    a gap is filled when it is short and bounded by tracked frames of one stretch."""
+    n = len(frames)
+    gaps: list[tuple[int, int]] = []
+    fill = np.zeros(n, bool)
+    for a, b in _runs(~seen):
+        bounded = a > 0 and b < n - 1 and not breaks[a : b + 2].any()
+        if bounded and b - a + 1 <= max_gap:
+            fill[a : b + 1] = True
+        else:
+            gaps.append((int(frames[a]), int(frames[b])))
+    return fill, gaps
+
+
+def merge_chunks(
+    chunks: list[ChunkTrack], cfg: TrackerParams, image_size: tuple[int, int]
+) -> Landmarks:
+    """Join chunk tracks into the shot's smoothed landmarks and alignment transforms.
+
+    Steps: order the chunks and check they tile the shot; drop chunks whose face descriptor is
+    another person than the rest of the shot (their frames become flagged gaps); break the track
+    at cuts, at long gaps and at chunk borders where the face jumps; smooth each stretch (which
+    also fills short gaps); flag the long gaps.
+
+    Args:
+        chunks: the shot's chunks, any order.
+        cfg: tracking settings (gap length, identity threshold, smoothing, crop size).
+        image_size: ``(width, height)`` of the plate.
+
+    Returns:
+        the shot's :class:`Landmarks`.
+
+    Raises:
+        StageError: no chunks, chunks that overlap or leave holes, or another plate size.
+    """
+    chunks = _tiled(chunks, image_size)
+    frames = np.concatenate([c.frames for c in chunks])
     rejected = _identity_outliers(chunks, cfg.identity_threshold)
     raw = np.concatenate([c.points for c in chunks]).astype(np.float64)
     conf = np.concatenate([c.confidence for c in chunks]).astype(np.float32)
@@ -95,19 +123,11 @@ def merge_chunks(
         if np.isfinite(box[s - 1]).all() and np.isfinite(box[s]).all():
             if iou(tuple(box[s - 1]), tuple(box[s])) < 0.3:
                 breaks[s] = True
-    n = len(frames)
     seen = np.isfinite(raw).all((1, 2))
-    gaps: list[tuple[int, int]] = []
-    fill = np.zeros(n, bool)
-    for a, b in _runs(~seen):
-        bounded = a > 0 and b < n - 1 and not breaks[a : b + 2].any()
-        if bounded and b - a + 1 <= cfg.max_gap_interpolate:
-            fill[a : b + 1] = True
-        else:
-            gaps.append((int(frames[a]), int(frames[b])))
+    fill, gaps = _fill_or_flag(frames, seen, breaks, cfg.max_gap_interpolate)
     tracked = seen | fill
-    points = np.full((n, 68, 2), np.nan)
-    pose = np.full((n, 2, 3), np.nan)
+    points = np.full((len(frames), 68, 2), np.nan)  # N×68×2 plate pixels, smoothed
+    pose = np.full((len(frames), 2, 3), np.nan)  # N×2×3 template → plate
     # Stretches: runs of tracked frames, also split at cuts.
     for a, b in _runs(tracked):
         cuts = [a] + [int(i) for i in np.nonzero(breaks[a + 1 : b + 1])[0] + a + 1] + [b + 1]

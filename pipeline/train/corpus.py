@@ -24,7 +24,12 @@ import numpy as np
 
 from pipeline.atomic import atomic_dir, write_npz
 from pipeline.errors import DecodeError, NoFaceError
+from pipeline.io import open_plate
 from pipeline.io.movie import MOVIE_SUFFIXES
+from pipeline.references.prepare import load_still
+from pipeline.tracking.merge import merge_chunks
+from pipeline.tracking.tracker import track_chunk
+from pipeline.train.episodes import build_corpus_index
 
 log = logging.getLogger("likeness")
 
@@ -33,8 +38,6 @@ _STILLS = (".png", ".jpg", ".jpeg")
 
 def _video_frames(folder: Path, max_frames: int) -> Iterator[np.ndarray]:
     """Frames of one corpus video. Yields: H×W×3 uint8 display sRGB."""
-    from pipeline.io import open_plate
-    from pipeline.references.prepare import load_still
 
     stills = sorted(p for p in folder.iterdir() if p.suffix.lower() in _STILLS)
     movies = sorted(p for p in folder.iterdir() if p.suffix.lower() in MOVIE_SUFFIXES)
@@ -59,8 +62,6 @@ def prepare_video(src: Path, dst: Path, size: int, track_cfg: Any, max_frames: i
     Raises:
         NoFaceError: no frame of the video shows a trackable face.
     """
-    from pipeline.tracking.merge import merge_chunks
-    from pipeline.tracking.tracker import track_chunk
 
     frames = list(_video_frames(src, max_frames))
     if not frames:
@@ -98,7 +99,6 @@ def prepare_corpus(
     Raises:
         CorpusError: nothing usable was found.
     """
-    from pipeline.train.episodes import build_corpus_index
 
     done, skipped = 0, []
     for vdir in sorted(p for p in src.glob("*/*") if p.is_dir()):

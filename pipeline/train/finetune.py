@@ -38,17 +38,14 @@ import torch
 from torch import nn
 
 from pipeline.config import to_jsonable
-from pipeline.errors import CheckpointError, FinetuneInputError
+from pipeline.errors import CheckpointError
 from pipeline.inference.actor import to_chw
 from pipeline.models.checkpoint import (
-    build_models,
     load_checkpoint,
     restore_training,
     save_checkpoint,
 )
 from pipeline.models.fusion import Fusion
-from pipeline.models.generator import Generator
-from pipeline.models.networks import build, load_network_config
 from pipeline.models.rasterize import rasterize
 from pipeline.train.determinism import deterministic_algorithms
 from pipeline.train.fusion_choice import select_fusion
@@ -56,10 +53,13 @@ from pipeline.train.losses import build_perceptual, multiscale_l1, ssim_loss
 from pipeline.train.objective import LossWeights, discriminator_objective, generator_objective
 from pipeline.train.pairs import check_references, holdout_indices, warp_inputs
 from pipeline.train.qc import write_curves, write_preview
+from pipeline.train.start import initial_models
 
 log = logging.getLogger(__name__)
 
+
 CHECKPOINT_NAME = "checkpoint.pt"
+
 
 #: Config fields a resumed run may change: budgets and logging.
 _RESUMABLE = ("steps", "max_minutes", "checkpoint_every", "log_every")
@@ -224,15 +224,6 @@ class FinetuneResult:
     holdout_loss: float | None = None
 
 
-class ActorState(nn.Module):
-    """The per-actor parameters: ψ′ (G's AdaIN parameters) and w′ (D's projection)."""
-
-    def __init__(self, psi: torch.Tensor, w: torch.Tensor) -> None:
-        super().__init__()
-        self.psi = nn.Parameter(psi.detach().reshape(1, -1).clone())  # 1×num_adain
-        self.w = nn.Parameter(w.detach().reshape(1, -1).clone())  # 1×embed_dim
-
-
 def finetune(
     refs: Sequence[tuple[np.ndarray, np.ndarray]],
     cfg: FinetuneParams,
@@ -292,49 +283,6 @@ def _seed_all(seed: int) -> None:
     random.seed(seed)
 
 
-def _initial_models(
-    images: np.ndarray,
-    lm_images: torch.Tensor,
-    cfg: FinetuneParams,
-    base_checkpoint: str | Path | None,
-    base_sha256: str | None,
-) -> tuple[Generator, nn.Module, ActorState, dict[str, dict[str, Any]]]:
-    """Build G and D (from the base or the network config); ψ′ = P·ê, w′ = w₀ + ê."""
-    size = images.shape[1]
-    if base_checkpoint is not None:
-        blob = load_checkpoint(base_checkpoint, expected_sha256=base_sha256)
-        nets = build_models(blob, ["generator", "embedder", "discriminator"])
-        args = {k: blob["model_args"][k] for k in ("generator", "discriminator")}
-        base_size = blob["extra"].get("image_size")
-        if base_size is not None and base_size != size:
-            raise FinetuneInputError(
-                f"references are {size} px but the base was trained at {base_size} px",
-                f"align the references at {base_size} px",
-            )
-    else:
-        net = load_network_config(cfg.network)
-        if net.image_size != size:
-            raise FinetuneInputError(
-                f"references are {size} px but network {cfg.network} wants {net.image_size} px",
-                f"align the references at {net.image_size} px",
-            )
-        args = {
-            "generator": {"network": "generator", "params": net.params("generator")},
-            "discriminator": {
-                "network": "discriminator",
-                "params": {**net.params("discriminator"), "num_identities": 0},
-            },
-        }
-        nets = {k: build(v["network"], v["params"]) for k, v in args.items()}
-        nets["embedder"] = build("embedder", net.params("embedder"))
-    g, d, e = nets["generator"], nets["discriminator"], nets["embedder"]
-    with torch.no_grad():
-        frames = to_chw(images)[None]  # 1×K×3×S×S
-        e_hat, _ = e.eval()(frames, lm_images[None])  # 1×embed_dim
-        actor = ActorState(g.adain_from_embedding(e_hat), d.finetune_vector(e_hat))
-    return g, d, actor, args
-
-
 class _Run:
     """One fine-tune, step by step: build, resume, prepare the pairs, train, keep the best.
 
@@ -360,8 +308,8 @@ class _Run:
         self.actor_id = actor_id
         _seed_all(cfg.seed)
         self.lm_images = to_chw(np.stack([rasterize(p, self.size) for p in points]))  # K×3×S×S
-        self.g, self.d, self.actor, self.model_args = _initial_models(
-            images, self.lm_images, cfg, base_checkpoint, base_sha256
+        self.g, self.d, self.actor, self.model_args = initial_models(
+            images, self.lm_images, cfg.network, base_checkpoint, base_sha256
         )
         self.opt_g = torch.optim.Adam(
             [

@@ -27,6 +27,10 @@ import os
 import socket
 import sys
 
+import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.run import main as torchrun
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -36,7 +40,6 @@ def loopback_store(timeout_s: float = 300.0):
     Returns:
         ``(store, port, sock)``: keep ``sock`` open as long as the store is used.
     """
-    import torch.distributed as dist
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((LOOPBACK, 0))
@@ -66,8 +69,6 @@ def run_local(nproc: int, target: list[str]) -> int:
     Returns:
         0 when every worker succeeded, else 1 (torchrun has printed the failures).
     """
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import main as torchrun
 
     for var in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"):
         os.environ.setdefault(var, "lo")

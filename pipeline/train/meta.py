@@ -226,141 +226,185 @@ def _train(
     world: int,
     device: torch.device,
 ) -> Path:
-    videos = read_corpus_index(corpus_index, cfg.k + 1)
-    net = load_network_config(cfg.network)
-    size = net.image_size
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    random.seed(cfg.seed)
-    model_args = {
-        "embedder": {"network": "embedder", "params": net.params("embedder")},
-        "generator": {"network": "generator", "params": net.params("generator")},
-        "discriminator": {
-            "network": "discriminator",
-            "params": {**net.params("discriminator"), "num_identities": len(videos)},
-        },
-    }
-    e = build("embedder", model_args["embedder"]["params"])
-    g = build("generator", model_args["generator"]["params"])
-    d = build("discriminator", model_args["discriminator"]["params"])
-    assert isinstance(d, Discriminator)
-    eg = EmbedAndGenerate(e, g)  # type: ignore[arg-type]
-    opt_g = torch.optim.Adam(eg.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
-    step, elapsed_before = 0, 0.0
-    ckpt = out_dir / CHECKPOINT_NAME
-    config_json = to_jsonable(cfg)
-    if resume and ckpt.is_file():
-        blob = load_checkpoint(ckpt)
+    run = _MetaRun(corpus_index, cfg, out_dir, rank, world)
+    if resume:
+        run.resume()
+    run.prepare(device)
+    return run.train()
+
+
+class _MetaRun:
+    """One process's part of a meta-training run, step by step: build, resume, train, save.
+
+    The order of these steps is the order of every random draw, so it is what makes a resumed
+    run end bit-identical to an uninterrupted one.
+    """
+
+    def __init__(
+        self, corpus_index: str | Path, cfg: MetaTrainConfig, out_dir: Path, rank: int, world: int
+    ) -> None:
+        self.cfg, self.rank, self.world = cfg, rank, world
+        self.videos = read_corpus_index(corpus_index, cfg.k + 1)
+        net = load_network_config(cfg.network)
+        self.size = net.image_size
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        random.seed(cfg.seed)
+        self.model_args = {
+            "embedder": {"network": "embedder", "params": net.params("embedder")},
+            "generator": {"network": "generator", "params": net.params("generator")},
+            "discriminator": {
+                "network": "discriminator",
+                "params": {**net.params("discriminator"), "num_identities": len(self.videos)},
+            },
+        }
+        self.e = build("embedder", self.model_args["embedder"]["params"])
+        self.g = build("generator", self.model_args["generator"]["params"])
+        d = build("discriminator", self.model_args["discriminator"]["params"])
+        assert isinstance(d, Discriminator)
+        self.d = d
+        self.eg = EmbedAndGenerate(self.e, self.g)  # type: ignore[arg-type]
+        self.opt_g = torch.optim.Adam(self.eg.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999))
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
+        self.step, self.elapsed_before = 0, 0.0
+        self.ckpt = out_dir / CHECKPOINT_NAME
+        self.config_json = to_jsonable(cfg)
+
+    def resume(self) -> None:
+        """Continue from ``checkpoint.pt`` when there is one (same config and world size).
+
+        Raises:
+            CheckpointError: the checkpoint was written with another config or world size.
+        """
+        if not self.ckpt.is_file():
+            return
+        blob = load_checkpoint(self.ckpt)
         # Keys added since the checkpoint was written (e.g. fusion.flow) count at their default,
         # which is the behaviour of the code that wrote it.
         saved = {**to_jsonable(MetaTrainConfig()), **blob["config"]}
-        if blob["extra"].get("world_size") != world or saved != config_json:
+        if blob["extra"].get("world_size") != self.world or saved != self.config_json:
             raise CheckpointError(
-                f"{ckpt} was written by a run with another config or world size "
-                f"({blob['extra'].get('world_size')} processes, now {world})",
+                f"{self.ckpt} was written by a run with another config or world size "
+                f"({blob['extra'].get('world_size')} processes, now {self.world})",
                 "resume with the same config and --nproc_per_node, or pass --no-resume",
             )
-        step = restore_training(
+        self.step = restore_training(
             blob,
-            {"embedder": e, "generator": g, "discriminator": d},
-            {"generator": opt_g, "discriminator": opt_d},
+            {"embedder": self.e, "generator": self.g, "discriminator": self.d},
+            {"generator": self.opt_g, "discriminator": self.opt_d},
         )
-        elapsed_before = float(blob["extra"].get("elapsed_s", 0.0))
-        if rank == 0:
-            log.info("resuming train-base from step %d", step)
-    eg.to(device).train()
-    d.to(device).train()
-    perceptual = build_perceptual(cfg.vgg_weights) if cfg.weights.vgg > 0 else None
-    if perceptual is not None:
-        perceptual.to(device)
-    if world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        eg_run: nn.Module = DDP(eg, device_ids=ids)
-        d_run: nn.Module = DDP(d, device_ids=ids)
-    else:
-        eg_run, d_run = eg, d
-    amp = device.type == "cuda" and cfg.amp
-    use_d = cfg.weights.uses_discriminator
+        self.elapsed_before = float(blob["extra"].get("elapsed_s", 0.0))
+        if self.rank == 0:
+            log.info("resuming train-base from step %d", self.step)
 
-    def save(at_step: int) -> None:
-        if rank != 0:
+    def prepare(self, device: torch.device) -> None:
+        """Move the models to ``device``; wrap them in DDP for several processes."""
+        cfg = self.cfg
+        self.device = device
+        self.eg.to(device).train()
+        self.d.to(device).train()
+        self.perceptual = build_perceptual(cfg.vgg_weights) if cfg.weights.vgg > 0 else None
+        if self.perceptual is not None:
+            self.perceptual.to(device)
+        if self.world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.eg_run: nn.Module = DDP(self.eg, device_ids=ids)
+            self.d_run: nn.Module = DDP(self.d, device_ids=ids)
+        else:
+            self.eg_run, self.d_run = self.eg, self.d
+        self.amp = device.type == "cuda" and cfg.amp
+
+    def save(self, elapsed: float) -> None:
+        """Rank 0 writes ``checkpoint.pt`` at the current step."""
+        if self.rank != 0:
             return
         save_checkpoint(
-            ckpt,
+            self.ckpt,
             kind="base",
-            step=at_step,
-            models={"embedder": e, "generator": g, "discriminator": d},
-            model_args=model_args,
-            optimizers={"generator": opt_g, "discriminator": opt_d},
-            config=config_json,
+            step=self.step,
+            models={"embedder": self.e, "generator": self.g, "discriminator": self.d},
+            model_args=self.model_args,
+            optimizers={"generator": self.opt_g, "discriminator": self.opt_d},
+            config=self.config_json,
             extra={
-                "world_size": world,
-                "image_size": size,
-                "identities": [f"{v.identity}/{v.video}" for v in videos],
-                "elapsed_s": elapsed_before + time.monotonic() - start,
+                "world_size": self.world,
+                "image_size": self.size,
+                "identities": [f"{v.identity}/{v.video}" for v in self.videos],
+                "elapsed_s": elapsed,
             },
         )
 
-    budget_s = math.inf if cfg.max_minutes is None else cfg.max_minutes * 60.0
-    start = t0 = time.monotonic()
-    while step < cfg.steps:
-        late = elapsed_before + time.monotonic() - start >= budget_s
-        if budget_s < math.inf and _out_of_time(late, world, device):
-            save(step)
-            if rank == 0:
-                print(f"checkpoint step {step} (time budget of {cfg.max_minutes} min)", flush=True)
-            break
+    def train_step(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One step of E, G (and D) on episodes drawn from ``(seed, step, rank)``."""
+        cfg, d, device = self.cfg, self.d, self.device
         batch = sample_episodes(
-            videos, cfg.k, cfg.batch_size, size, cfg.seed, step, rank,
+            self.videos, cfg.k, cfg.batch_size, self.size, cfg.seed, self.step, self.rank,
             cfg.fusion,
         )  # fmt: skip
         batch = {k: v.to(device) for k, v in batch.items()}
-        real, lm = batch["target"], batch["target_lm"]
-        warp = batch["warp"] if g.use_warp else None
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            fake, e_hat = eg_run(batch["refs"], batch["ref_lms"], lm, warp)
-            w_i = d.identity_vector(batch["identity"])
+        real, lm, ids = batch["target"], batch["target_lm"], batch["identity"]  # B×3×S×S, B
+        warp = batch["warp"] if self.g.use_warp else None
+        use_d = cfg.weights.uses_discriminator
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp):
+            fake, e_hat = self.eg_run(batch["refs"], batch["ref_lms"], lm, warp)
             loss_g, parts = generator_objective(
-                fake, real, lm, d_run if use_d else None, w_i, cfg.weights, perceptual
-            )
+                fake, real, lm, self.d_run if use_d else None, d.identity_vector(ids),
+                cfg.weights, self.perceptual,
+            )  # fmt: skip
             if cfg.weights.mch > 0:
-                mch = embedding_objective(
-                    d.identity(batch["identity"]).detach(), e_hat, cfg.weights.mch
-                )
+                mch = embedding_objective(d.identity(ids).detach(), e_hat, cfg.weights.mch)
                 loss_g = loss_g + mch
                 parts["mch"] = mch.detach()
-        opt_g.zero_grad(set_to_none=True)
+        self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        opt_g.step()
+        self.opt_g.step()
         if use_d:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                w_i = d.identity_vector(batch["identity"])
-                loss_d, d_parts = discriminator_objective(fake, real, lm, d_run, w_i)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp):
+                loss_d, d_parts = discriminator_objective(
+                    fake, real, lm, self.d_run, d.identity_vector(ids)
+                )
                 if cfg.weights.mch > 0:
                     loss_d = loss_d + embedding_objective(
-                        d.identity(batch["identity"]), e_hat.detach(), cfg.weights.mch
+                        d.identity(ids), e_hat.detach(), cfg.weights.mch
                     )
-            opt_d.zero_grad(set_to_none=True)
+            self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
-            opt_d.step()
+            self.opt_d.step()
             parts.update(d_parts)
-        step += 1
-        if rank == 0 and step % cfg.log_every == 0:
-            log.info(
-                "train-base step %d/%d loss %.4f (%s) %.2fs/step",
-                step, cfg.steps, float(loss_g.detach()),
-                ", ".join(f"{k} {float(v):.4f}" for k, v in parts.items()),
-                (time.monotonic() - t0) / cfg.log_every,
-            )  # fmt: skip
-            t0 = time.monotonic()
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save(step)
-            if rank == 0:
-                print(f"checkpoint step {step}", flush=True)
-    if world > 1:
-        dist.barrier()
-    return ckpt
+        return loss_g, parts
+
+    def train(self) -> Path:
+        """Train until the step or time budget; checkpoint on schedule and at the end."""
+        cfg = self.cfg
+        budget_s = math.inf if cfg.max_minutes is None else cfg.max_minutes * 60.0
+        start = t0 = time.monotonic()
+        while self.step < cfg.steps:
+            late = self.elapsed_before + time.monotonic() - start >= budget_s
+            if budget_s < math.inf and _out_of_time(late, self.world, self.device):
+                self.save(self.elapsed_before + time.monotonic() - start)
+                if self.rank == 0:
+                    print(
+                        f"checkpoint step {self.step} (time budget of {cfg.max_minutes} min)",
+                        flush=True,
+                    )
+                break
+            loss_g, parts = self.train_step()
+            self.step += 1
+            if self.rank == 0 and self.step % cfg.log_every == 0:
+                log.info(
+                    "train-base step %d/%d loss %.4f (%s) %.2fs/step",
+                    self.step, cfg.steps, float(loss_g.detach()),
+                    ", ".join(f"{k} {float(v):.4f}" for k, v in parts.items()),
+                    (time.monotonic() - t0) / cfg.log_every,
+                )  # fmt: skip
+                t0 = time.monotonic()
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                self.save(self.elapsed_before + time.monotonic() - start)
+                if self.rank == 0:
+                    print(f"checkpoint step {self.step}", flush=True)
+        if self.world > 1:
+            dist.barrier()
+        return self.ckpt
 
 
 def _out_of_time(mine: bool, world: int, device: torch.device) -> bool:

@@ -8,6 +8,8 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from pipeline.atomic import atomic_path, write_json
 from pipeline.models.generator import Generator
@@ -49,16 +51,15 @@ def write_curves(
     """Write ``loss_curve.json`` (the per-step history, plus ``summary``: the steps run, the
     step kept and the warp fusion used, for the QC page) and a matplotlib plot
     ``loss_curve.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
 
     json_path = write_json(
         out_dir / "loss_curve.json",
         {"schema": "likeness.loss_curve/1", **history, "summary": summary},
     )
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    # The Agg canvas directly, not pyplot: no global figure state, safe in worker threads.
+    fig = Figure(figsize=(6, 3.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     steps = history["step"]
     for k, v in history.items():
         if k != "step" and len(v) == len(steps):
@@ -70,5 +71,4 @@ def write_curves(
     png_path = out_dir / "loss_curve.png"
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return json_path, png_path
