@@ -17,7 +17,7 @@ import luigi.configuration
 
 from farm.rerun import RerunPlan, apply_rerun, plan_rerun
 from farm.worker import run_shared
-from pipeline.shot.plan import allocate_version, cached_plan
+from pipeline.shot.plan import allocate_version, cached_plan, version_note
 from pipeline.shot.profile import configs_dir
 from tasks.stages import Deliver
 
@@ -41,13 +41,19 @@ def deliver_task(
 def build_tasks(spec_paths: list[str], workdir: str) -> tuple[list[Deliver], list[tuple[str, str]]]:
     """Plan each shot, reserve its version, and return the top tasks plus ``(shot, version)``.
 
+    A shot that gets a new version says on stderr which stages changed since the version before.
+
     Raises:
         ShotSpecError, ConfigError, DecodeError: a spec, profile or plate that cannot be planned.
     """
     tasks, versions = [], []
     for sp in spec_paths:
         plan = cached_plan(str(Path(sp).resolve()), workdir)
+        before = plan.workdir.versions(plan.spec.shot)
         version = allocate_version(plan)
+        note = version_note(plan, version) if version not in before else None
+        if note:  # what a wrangler needs to know: why this shot is delivered again
+            print(f"{plan.spec.shot}: {note}", file=sys.stderr)
         tasks.append(deliver_task(sp, workdir, version))
         versions.append((plan.spec.shot, version))
     return tasks, versions

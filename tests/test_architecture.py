@@ -1,9 +1,9 @@
 """The layout's rules (ARCHITECTURE.md), checked on the source.
 
 Imports run one way between the top-level packages and never in a circle between modules
-(in-function and type-checking imports included); imports sit at the top of modules, but for
-the optional libraries listed here; every error class is in ``pipeline/errors.py``; modules and
-functions stay small.
+(in-function and type-checking imports included); rendering needs nothing from training; imports
+sit at the top of modules, but for the optional libraries listed here; every error class is in
+``pipeline/errors.py``; modules and functions stay small.
 """
 
 from __future__ import annotations
@@ -118,6 +118,25 @@ def test_no_import_cycles_between_modules() -> None:
         if m not in state:
             visit(m)
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+#: What renders a fine-tuned actor: none of it may need the training code.
+RENDERING = ("pipeline.inference", "pipeline.stages.export", "pipeline.stages.synth",
+             "pipeline.stages.deliver", "engines")  # fmt: skip
+
+
+def test_rendering_does_not_import_training() -> None:
+    graph = _graph()
+    bad = []
+    for start in (m for m in graph if m.startswith(RENDERING)):
+        seen, todo = {start}, [start]
+        while todo:
+            for dep in graph[todo.pop()]:
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        bad += [f"{start} -> {m}" for m in sorted(seen) if m.startswith("pipeline.train")]
+    assert not bad, "\n".join(bad)
 
 
 def test_imports_sit_at_the_top_of_modules() -> None:

@@ -4,7 +4,8 @@
 - :mod:`pipeline.composite.colormatch`: colour and light match to the plate.
 - :mod:`pipeline.composite.blend`: Laplacian-pyramid blending confined to the matte.
 - :mod:`pipeline.composite.temporal`: smoothing over frames and the edge-flicker measure.
-- :mod:`pipeline.composite.comp`: the config, the warps, one frame and a whole shot.
+- :mod:`pipeline.composite.config`: the ``composite:`` section of a profile.
+- :mod:`pipeline.composite.comp`: the warps, one frame and a whole shot.
 """
 
 from __future__ import annotations

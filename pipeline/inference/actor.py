@@ -9,12 +9,13 @@ import numpy as np
 import torch
 
 from pipeline.errors import CheckpointError
-from pipeline.models.checkpoint import build_models, load_checkpoint
+from pipeline.models.checkpoint import CHECKPOINT_NAME, build_models, load_checkpoint
 from pipeline.models.fusion import NEAREST, Fusion, fused_warp
 from pipeline.models.generator import Generator
 from pipeline.models.rasterize import rasterize
 from pipeline.warping.image import warp_image
 from pipeline.warping.shapes import nearest_reference
+from pipeline.workspace import read_manifest
 
 #: Golden engine inputs are taken from at most this many references.
 GOLDEN_FRAMES = 8
@@ -103,3 +104,19 @@ class ActorModel:
             "landmarks": to_chw(np.stack(lms).astype(np.float32)).numpy(),
             "warp": to_chw(np.stack(warps).astype(np.float32)).numpy(),
         }
+
+
+def checkpoint_sha256(finetune_dir: Path) -> str | None:
+    """The SHA-256 a finetune stage's manifest recorded for its checkpoint."""
+    return (read_manifest(finetune_dir) or {}).get("extra", {}).get("checkpoint_sha256")
+
+
+def load_actor(finetune_dir: Path) -> ActorModel:
+    """The fine-tuned actor of a finetune stage folder, checked against its manifest's SHA-256.
+
+    Raises:
+        CheckpointError: the checkpoint is missing, damaged, or not the one the manifest
+            recorded.
+    """
+    path = finetune_dir / CHECKPOINT_NAME
+    return ActorModel.from_checkpoint(path, expected_sha256=checkpoint_sha256(finetune_dir))

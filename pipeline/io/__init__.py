@@ -4,7 +4,8 @@
 means an image sequence, read per frame by the format its suffix maps to; otherwise the suffix
 must be a movie container. Writers: :func:`write_exr` (half-float, Nuke layers) and
 :class:`ProResWriter` (QuickTime 422 HQ / 4444). Every writer goes through
-:mod:`pipeline.atomic`.
+:mod:`pipeline.atomic`. The ingest cache that later stages read is
+:mod:`pipeline.io.plate_cache`.
 """
 
 from __future__ import annotations

@@ -43,6 +43,9 @@ from pipeline.models.networks import build
 
 SCHEMA = "likeness.checkpoint/2"
 
+#: The checkpoint file of a training run (a fine-tune or a base), in its output folder.
+CHECKPOINT_NAME = "checkpoint.pt"
+
 #: The four flat settings of the warp fusion in schema 1, and their values when a checkpoint
 #: lacks one (the behaviour of the code that wrote it: the nearest reference, piecewise-affine).
 _V1_FUSION = {"top": 1, "temperature": 0.01, "spline": 0.0, "flow": 0.0}

@@ -1,6 +1,6 @@
-"""Quality-control outputs: review frames, plots and reports looked at before approval.
+"""Quality-control outputs: review frames, plots and the QC page looked at before approval.
 
-One module per stage, e.g. ``tracking`` (landmark overlays, confidence/jitter plot).
+- :mod:`pipeline.qc.tracking`: landmark overlays, the overlay movie, the confidence/jitter plot.
+- :mod:`pipeline.qc.contact`: what the QC page shows of a delivery, collected while it is written.
+- :mod:`pipeline.qc.report`: the QC page itself.
 """
-
-from __future__ import annotations

@@ -229,3 +229,31 @@ def cached_plan(spec_path: str, workdir: str) -> ShotPlan:
 def allocate_version(plan: ShotPlan) -> str:
     """The version delivering this plan: the existing one with its delivery key, or a new one."""
     return plan.workdir.find_or_allocate_version(plan.spec.shot, plan.delivery_key, plan.to_json())
+
+
+def version_note(plan: ShotPlan, version: str) -> str | None:
+    """Why ``version`` is a new version of the shot: the stages whose outputs differ from the
+    version before it, each with ``(config)`` where its own config changed and no mark where
+    only something upstream did. None for the shot's first version.
+
+    Example: ``"v002 replaces v001: finetune (config), export, synth_chunk, deliver"``.
+    """
+    wd, shot = plan.workdir, plan.spec.shot
+    earlier = [v for v in wd.versions(shot) if v < version]
+    if not earlier:
+        return None
+    try:
+        old = wd.read_plan(shot, earlier[-1]).get("stages", {})
+    except (OSError, ValueError):
+        return f"{version} replaces {earlier[-1]} (whose plan is unreadable)"
+    changed = []
+    for name in dict.fromkeys(s.name for s in plan.stages.values()):
+        mine = [s for s in plan.stages.values() if s.name == name]
+        theirs = [v for v in old.values() if isinstance(v, dict) and v.get("stage") == name]
+        if sorted(s.key for s in mine) == sorted(str(v.get("key")) for v in theirs):
+            continue
+        same_config = bool(theirs) and all(
+            v.get("config_digest") == mine[0].config_digest for v in theirs
+        )
+        changed.append(name if same_config else f"{name} (config)")
+    return f"{version} replaces {earlier[-1]}: {', '.join(changed) or 'nothing changed'}"

@@ -28,6 +28,7 @@ from pipeline.delivery.write import (
     plate_frames,
     write_delivery,
 )
+from pipeline.inference.actor import checkpoint_sha256
 from pipeline.inference.faces import FACES_FILE, Faces, join_faces, load_faces
 from pipeline.io.plate_cache import CachedPlate, load_cached_plate
 from pipeline.landmarks.sidecar import Landmarks, load_landmarks
@@ -35,7 +36,6 @@ from pipeline.provenance import append_audit, provenance_attrs
 from pipeline.qc.contact import ContactCollector, finetune_note, training_curves
 from pipeline.qc.report import ReportContext, write_report
 from pipeline.qc.tracking import jitter
-from pipeline.stages.finetune import checkpoint_sha256
 from pipeline.stages.track import LANDMARKS_FILE
 from pipeline.workspace import read_manifest
 

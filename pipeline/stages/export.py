@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import atomic_dir
+from pipeline.inference.actor import load_actor
 from pipeline.inference.engine import EngineConfig, EngineProvider
-from pipeline.stages.finetune import load_actor
 
 #: The exported graph, in the stage folder (its golden frames beside it).
 ONNX_NAME = "actor.onnx"

@@ -16,13 +16,12 @@ import numpy as np
 from pipeline.atomic import sweep_temporaries
 from pipeline.consent import load_consent
 from pipeline.errors import ConfigError
-from pipeline.inference.actor import ActorModel
+from pipeline.models.checkpoint import CHECKPOINT_NAME
 from pipeline.models.networks import load_network_config
 from pipeline.provenance import append_audit
 from pipeline.references.store import load_references
 from pipeline.stages.references import REFS_FILE
-from pipeline.train.finetune import CHECKPOINT_NAME, FinetuneParams, finetune
-from pipeline.workspace import read_manifest
+from pipeline.train.finetune import FinetuneParams, finetune
 
 log = logging.getLogger("likeness")
 
@@ -152,19 +151,3 @@ def run_finetune(
         "references": list(refs.sources),
         "consent_id": consent.consent_id,
     }
-
-
-def checkpoint_sha256(finetune_dir: Path) -> str | None:
-    """The SHA-256 a finetune stage's manifest recorded for its checkpoint."""
-    return (read_manifest(finetune_dir) or {}).get("extra", {}).get("checkpoint_sha256")
-
-
-def load_actor(finetune_dir: Path) -> ActorModel:
-    """The fine-tuned actor of a finetune stage folder, checked against its manifest's SHA-256.
-
-    Raises:
-        CheckpointError: the checkpoint is missing, damaged, or not the one the manifest
-            recorded.
-    """
-    path = finetune_dir / CHECKPOINT_NAME
-    return ActorModel.from_checkpoint(path, expected_sha256=checkpoint_sha256(finetune_dir))

@@ -14,7 +14,7 @@ from pipeline.atomic import atomic_dir
 from pipeline.color import ColorPipeline
 from pipeline.consent import load_consent
 from pipeline.frames import FrameRange
-from pipeline.inference.actor import ActorModel
+from pipeline.inference.actor import ActorModel, load_actor
 from pipeline.inference.engine import Engine, EngineConfig, EngineProvider
 from pipeline.inference.faces import FACES_FILE, Faces, save_faces
 from pipeline.inference.synthesize import (
@@ -27,7 +27,6 @@ from pipeline.io.plate_cache import display_frame, load_cached_plate
 from pipeline.landmarks.sidecar import Landmarks, load_landmarks
 from pipeline.references.store import References, load_references
 from pipeline.stages.export import ONNX_NAME
-from pipeline.stages.finetune import load_actor
 from pipeline.stages.references import REFS_FILE
 from pipeline.stages.track import LANDMARKS_FILE
 

@@ -41,6 +41,7 @@ from pipeline.config import to_jsonable
 from pipeline.errors import CheckpointError
 from pipeline.inference.actor import to_chw
 from pipeline.models.checkpoint import (
+    CHECKPOINT_NAME,
     load_checkpoint,
     restore_training,
     save_checkpoint,
@@ -56,9 +57,6 @@ from pipeline.train.qc import write_curves, write_preview
 from pipeline.train.start import initial_models
 
 log = logging.getLogger(__name__)
-
-
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 #: Config fields a resumed run may change: budgets and logging.

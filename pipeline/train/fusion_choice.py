@@ -11,7 +11,7 @@ import numpy as np
 from pipeline.inference.actor import to_chw
 from pipeline.models.fusion import Fusion, fusion_weights
 from pipeline.train.losses import multiscale_l1, ssim_loss
-from pipeline.warping.blend import blend_flows, blend_warps
+from pipeline.warping.blend import blend_flows, blend_warps, weighted_sum
 from pipeline.warping.image import warp_image
 from pipeline.warping.shapes import shape_distance
 
@@ -82,7 +82,7 @@ def select_fusion(
             srcs = [s for s in range(k) if s != t]
             w = fusion_weights(np.array([dist[(t, s)] for s in srcs]), top, temp)
             used = [(wi, s) for wi, s in zip(w, srcs) if wi > 0]
-            warped = [(1 - a) * affine[(t, s)] + a * spline[(t, s)] for _, s in used]
+            warped = [weighted_sum([affine[(t, s)], spline[(t, s)]], [1 - a, a]) for _, s in used]
             ws = [wi for wi, _ in used]
             flow = blend_flows(warped, ws) if len(used) > 1 and max(aligns) > 0 else None
             for f in aligns:

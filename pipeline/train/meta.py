@@ -20,24 +20,7 @@ again with the same command resumes from it and ends bit-identical to an uninter
 same device and world size (batches depend only on ``(seed, step, rank)``; optimizer and RNG
 states are restored).
 
-Corpus index (``likeness.corpus/1``), a JSON file; paths are relative to the index's folder::
-
-    {
-      "schema": "likeness.corpus/1",
-      "videos": [
-        {"identity": "id00012",
-         "video": "abc",
-         "frames": ["id00012/abc/frames/000000.png", "..."],
-         "landmarks": "id00012/abc/landmarks.npz"}
-      ]
-    }
-
-The corpus is laid out like VoxCeleb, ``identity/video/frames/*.png`` plus
-``identity/video/landmarks.npz``, whose ``points`` array is F×68×2 float32: the landmarks of the
-F frames in the listed order, in the frame's pixel coordinates (from the tracking stage). Frames
-are square aligned face crops of any size (resized to the profile's ``image_size``).
-:func:`build_corpus_index` writes the index for such a folder. Each video is one identity
-column W_i of D, as in the paper.
+The corpus and its episodes: :mod:`pipeline.train.episodes`.
 """
 
 from __future__ import annotations
@@ -61,7 +44,12 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from pipeline.config import from_mapping, read_yaml, to_jsonable
 from pipeline.errors import CheckpointError, ConfigError, LikenessError
 from pipeline.hashing import sha256_file
-from pipeline.models.checkpoint import load_checkpoint, restore_training, save_checkpoint
+from pipeline.models.checkpoint import (
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    restore_training,
+    save_checkpoint,
+)
 from pipeline.models.discriminator import Discriminator
 from pipeline.models.embedder import Embedder
 from pipeline.models.fusion import Fusion
@@ -78,9 +66,6 @@ from pipeline.train.objective import (
 )
 
 log = logging.getLogger(__name__)
-
-
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 @dataclasses.dataclass(frozen=True)

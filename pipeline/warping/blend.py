@@ -30,6 +30,8 @@ def blend_flows(warped: Sequence[np.ndarray], weights: Sequence[float]) -> list[
 
 
 def weighted_sum(images: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """Σ wᵢ·imageᵢ in float32 (each weight rounded to float32 first): N same-shape images → one.
+    The one weighted blend of warps, used wherever images are mixed by weight."""
     out = np.zeros(np.asarray(images[0]).shape, np.float32)
     for img, wi in zip(images, weights):
         out += np.float32(wi) * np.asarray(img, np.float32)

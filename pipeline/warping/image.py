@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.errors import WarpInputError
+from pipeline.warping.blend import weighted_sum
 from pipeline.warping.mesh import warp_map
 from pipeline.warping.remap import remap
 from pipeline.warping.shapes import nearest_reference
@@ -45,12 +46,14 @@ def warp_image(
     if not 0.0 <= a <= 1.0:
         raise WarpInputError(f"spline weight {spline_weight} is outside 0..1", "pass 0..1")
     size = image.shape[0]
-    out = np.zeros(image.shape, np.float32)
+    warps, weights = [], []  # only the maps that take part are computed
     if a < 1.0:
-        out += np.float32(1.0 - a) * remap(image, warp_map(src_points, dst_points, size))
+        warps.append(remap(image, warp_map(src_points, dst_points, size)))
+        weights.append(1.0 - a)
     if a > 0.0:
-        out += np.float32(a) * remap(image, tps_map(src_points, dst_points, size))
-    return out
+        warps.append(remap(image, tps_map(src_points, dst_points, size)))
+        weights.append(a)
+    return weighted_sum(warps, weights)
 
 
 def warp_baseline(

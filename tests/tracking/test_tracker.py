@@ -1,4 +1,4 @@
-"""pipeline.track: chunk tracking on generated plates with known motion, identity lock, merge."""
+"""pipeline.tracking: chunk tracking on generated plates with known motion, identity lock, merge."""
 
 from __future__ import annotations
 
