@@ -63,10 +63,18 @@ class ActorModel:
         if blob.get("kind") != "finetune":
             raise CheckpointError(f"{path} is a {blob.get('kind')!r} checkpoint, not a fine-tune")
         g = build_models(blob, ["generator"])["generator"]
-        extra = blob["extra"]
-        images = extra["ref_images"].numpy().astype(np.float32) / 255.0
-        psi = blob["model"]["actor"]["psi"]
-        return cls(g, psi, images, extra["ref_points"].numpy(), Fusion.from_json(extra["fusion"]))
+        try:
+            extra = blob["extra"]
+            images = extra["ref_images"].numpy().astype(np.float32) / 255.0  # K×S×S×3 sRGB
+            points = extra["ref_points"].numpy()  # K×68×2 crop pixels
+            psi = blob["model"]["actor"]["psi"]  # 1×num_adain
+            fusion = Fusion.from_json(extra["fusion"])
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{path} is a damaged fine-tune checkpoint: {type(exc).__name__}: {exc}",
+                "rerun the fine-tune stage",
+            ) from exc
+        return cls(g, psi, images, points, fusion)
 
     def warp_input(self, target_points: np.ndarray) -> np.ndarray:
         """G's warp input: the nearest references warped to ``target_points`` (68×2) and blended

@@ -141,6 +141,8 @@ def test_bad_references(tiny_network, tmp_path, astronaut_refs) -> None:
         from_mapping(FinetuneParams, {"steps": 0})
     with pytest.raises(ConfigError, match="stepz"):
         from_mapping(FinetuneParams, {"stepz": 3})
+    with pytest.raises(ConfigError, match=r"self_pairs: got -1, expected ≥ 0"):
+        from_mapping(FinetuneParams, {"self_pairs": -1})
     with pytest.raises(ConfigError, match="fusion.spline"):
         from_mapping(FinetuneParams, {"fusion": {"spline": 1.5}})
     with pytest.raises(ConfigError, match="fuse_spline: unknown key .renamed to 'fusion.spline'"):

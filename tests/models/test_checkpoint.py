@@ -11,6 +11,7 @@ import torch
 
 from pipeline.errors import CheckpointError
 from pipeline.hashing import sha256_file
+from pipeline.inference.actor import ActorModel
 from pipeline.models.checkpoint import (
     SCHEMA,
     build_models,
@@ -19,6 +20,7 @@ from pipeline.models.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from pipeline.models.fusion import Fusion
 from pipeline.models.networks import build
 
 PARAMS = {"base_channels": 4, "max_channels": 8, "num_down": 2, "num_res": 1, "embed_dim": 8}
@@ -91,3 +93,38 @@ def test_rng_states_restore_exactly() -> None:
     torch.testing.assert_close(got[0], want[0], rtol=0, atol=0)
     np.testing.assert_array_equal(got[1], want[1])
     assert got[2] == want[2]
+
+
+def test_a_schema_1_fine_tune_is_upgraded_and_renders_as_it_did(tmp_path: Path) -> None:
+    """Schema 1 kept the fusion as four flat ``fuse_*`` settings (missing ones meant the nearest
+    reference, piecewise-affine) and the network config as ``profile``."""
+    torch.manual_seed(0)
+    g = build("generator", {**PARAMS, "use_warp": True})
+    images = torch.zeros(2, 16, 16, 3, dtype=torch.uint8)
+    points = torch.rand(2, 68, 2) * 16
+    blob = {
+        "schema": "likeness.checkpoint/1", "kind": "finetune", "step": 3,
+        "model": {"generator": g.state_dict(), "actor": {"psi": torch.zeros(1, g.num_adain)}},
+        "optimizer": {}, "model_args": {"generator": {"network": "generator",
+                                                      "params": {**PARAMS, "use_warp": True}}},
+        "rng": capture_rng(), "actor_id": "a",
+        "config": {"profile": "cpu-preview", "fuse_top": 2, "fuse_temperature": 0.02,
+                   "fuse_select": True, "steps": 3},
+        "extra": {"fuse_top": 2, "fuse_temperature": 0.02, "fuse_spline": 0.5,
+                  "resume_key": "old", "ref_images": images, "ref_points": points},
+    }  # fmt: skip
+    torch.save(blob, tmp_path / "old.pt")
+    up = load_checkpoint(tmp_path / "old.pt")
+    assert up["schema"] == SCHEMA
+    assert up["config"] == {
+        "network": "cpu-preview", "fusion_select": True, "steps": 3,
+        "fusion": {"top": 2, "temperature": 0.02, "spline": 0.0, "flow": 0.0},
+    }  # fmt: skip
+    assert up["extra"]["fusion"] == {"top": 2, "temperature": 0.02, "spline": 0.5, "flow": 0.0}
+    assert "resume_key" not in up["extra"]
+    actor = ActorModel.from_checkpoint(tmp_path / "old.pt")
+    assert actor.fusion == Fusion(top=2, temperature=0.02, spline=0.5, flow=0.0)
+    # a damaged schema-1 file is still a named error, not a crash in the upgrade
+    torch.save({**blob, "config": ["not", "a", "mapping"], "extra": None}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError):
+        ActorModel.from_checkpoint(tmp_path / "bad.pt")
