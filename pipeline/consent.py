@@ -45,17 +45,21 @@ class ConsentRecord:
 
 
 def load_consent(
-    path: Path | None, actor_id: str, *, today: dt.date | None = None
+    path: Path | None, actor_id: str, *, use: str | None = None, today: dt.date | None = None
 ) -> ConsentRecord:
     """Load and check a consent record for ``actor_id``.
 
     Args:
         path: the record (from the shot's ``actor.consent``), or None.
         actor_id: the shot's ``actor.id``.
-        today: the date to check expiry against (UTC today by default).
+        use: the use the render is for (the profile's ``use``), which the record's ``scope``
+            must list; None checks no scope.
+        today: the date to check expiry against (UTC today by default): the frames are made
+            and delivered today.
 
     Raises:
-        ConsentError: missing, unreadable, incomplete, for another actor, or expired.
+        ConsentError: missing, unreadable, incomplete, for another actor, expired, or not
+            covering ``use``.
     """
     fix = "add a signed consent record (actor, granted_by, scope, expires, reference) and name it in actor.consent"
     if path is None:
@@ -97,6 +101,12 @@ def load_consent(
     if not isinstance(expires, dt.date):
         raise ConsentError(
             f"consent record {path}: expires {expires!r} is not a date YYYY-MM-DD", fix
+        )
+    if use is not None and use not in scope:
+        raise ConsentError(
+            f"consent record {path} grants {', '.join(scope)}, not {use!r} (the profile's use)",
+            f"obtain consent for {use!r} from the performer or their estate and add it to the "
+            "record's scope, or render with a profile for a use the record grants",
         )
     today = today or dt.datetime.now(dt.UTC).date()
     if expires < today:

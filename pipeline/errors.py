@@ -6,6 +6,15 @@ Every error says what was wrong and how to fix it. The CLI prints ``str(err)`` a
 
 from __future__ import annotations
 
+#: Exit statuses of the ``likeness`` command line, one per kind of failure (README, "Exit
+#: status"). When several shots fail, the command exits with the highest.
+EXIT_OK = 0
+EXIT_FAILED = 1  # a shot did not complete, and no stage recorded why (e.g. the scheduler)
+EXIT_BAD_INPUT = 2  # a spec, profile, plate, reference or argument is wrong: fix the input
+EXIT_CONSENT = 3  # no valid consent for the use: nothing synthetic may be made
+EXIT_DISK_FULL = 4  # the disk filled: free space and rerun; nothing partial was left
+EXIT_INTERNAL = 5  # an error likeness did not expect: a bug; the log has the traceback
+
 
 class LikenessError(Exception):
     """Base of every error the pipeline raises on purpose.
@@ -15,7 +24,7 @@ class LikenessError(Exception):
         hint: how to fix it. Appended to the message as ``fix: ...``.
     """
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         # A path with bytes invalid in UTF-8 reaches Python as lone surrogates, which no UTF-8
@@ -93,6 +102,8 @@ class WeightsMissingError(LikenessError):
 class ConsentError(LikenessError):
     """The actor's consent record is missing, invalid, expired or out of scope."""
 
+    exit_code = EXIT_CONSENT
+
 
 class EngineUnavailableError(LikenessError):
     """A requested inference backend cannot run here; the hint says what to install."""
@@ -161,9 +172,38 @@ class SchemaError(LikenessError):
 class StageError(LikenessError):
     """A pipeline stage could not run: its inputs are missing or inconsistent."""
 
+    exit_code = EXIT_FAILED
+
 
 class WorkdirError(LikenessError):
     """A path would leave the workdir, or the workdir is unusable."""
+
+
+class PreflightError(LikenessError):
+    """A shot failed its preflight: every problem found before any stage ran.
+
+    Args:
+        spec: the shot spec.
+        problems: the named errors found, each with its file and fix.
+    """
+
+    def __init__(self, spec: object, problems: list[LikenessError]) -> None:
+        self.spec = spec
+        self.problems = list(problems)
+        lines = []
+        for p in self.problems:
+            lines.append(f"  - {type(p).__name__}: {p.message}")
+            if p.hint:
+                lines.append(f"    fix: {p.hint}")
+        super().__init__(
+            f"shot spec {spec}: {len(self.problems)} problem(s); nothing has run:\n"
+            + "\n".join(lines)
+        )
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        """The most serious problem's exit code."""
+        return max((p.exit_code for p in self.problems), default=EXIT_BAD_INPUT)
 
 
 class FarmError(LikenessError):
@@ -175,6 +215,8 @@ class DiskFullError(LikenessError):
 
     Nothing partial was left at the final path, and the temporary was removed.
     """
+
+    exit_code = EXIT_DISK_FULL
 
 
 class EvalError(LikenessError):

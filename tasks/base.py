@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import luigi
 
 from pipeline.atomic import sweep_temporaries
+from pipeline.errors import EXIT_INTERNAL, LikenessError
 from pipeline.shot.plan import ShotPlan, StagePlan, cached_plan
 from pipeline.stages.graph import stage_def
 from pipeline.workspace import (
@@ -161,6 +162,10 @@ class ShotTask(luigi.Task):
                 ),
             )
             log.info("%s %s: done in %.1fs", self.shot, self.stage.task_name, time.time() - started)
+        except Exception:
+            # The traceback goes to the stage's log (``likeness logs``), never to the console.
+            log.exception("%s %s: failed", self.shot, self.stage.task_name)
+            raise
         finally:
             log.removeHandler(handler)
             handler.close()
@@ -206,11 +211,15 @@ def _on_success(task: ShotTask) -> None:
 @ShotTask.event_handler(luigi.Event.FAILURE)
 def _on_failure(task: ShotTask, exc: BaseException) -> None:
     first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    ours = isinstance(exc, LikenessError)
     record_state(
         task.wd,
         task.shot,
         task.stage.task_name,
         "failed",
         error=f"{type(exc).__name__}: {first}",
+        message=exc.message if ours else str(exc),
+        hint=exc.hint if ours else None,
+        exit_code=exc.exit_code if ours else EXIT_INTERNAL,
         traceback="".join(traceback.format_exception(exc))[-4000:],
     )

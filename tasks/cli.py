@@ -16,52 +16,49 @@ from pathlib import Path
 from farm.timeline import expand_specs
 from pipeline import __version__
 from pipeline.demo.sample import make_sample_shot
-from pipeline.errors import LikenessError
+from pipeline.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, LikenessError
 from pipeline.eval.cli import main as eval_main
 from pipeline.models.networks import load_network_config
 from pipeline.shot.status import format_table, workdir_status
-from pipeline.shot.validate import validate_shot
 from pipeline.tracking.tracker import TrackerParams
 from pipeline.train.corpus import prepare_corpus
 from pipeline.train.launch import run_local
 from pipeline.train.meta import load_config
 from pipeline.train.meta import main as meta_main
 from tasks.cli_farm import add_farm_commands
-from tasks.run import build_tasks, run
+from tasks.run import build_tasks, describe, outcomes, preflight_all, run
 
 
-def _print_outputs(workdir: str, versions: list[tuple[str, str]]) -> None:
-    st = workdir_status(workdir)
-    for shot, v in versions:
-        outs = st["shots"][shot]["versions"][v]["outputs"]
-        print(f"{shot} {v}:")
-        for k, p in outs.items():
-            if p:
-                print(f"  {k:<7} {p}")
+def _report(workdir: str | Path, versions: list[tuple[str, str]]) -> int:
+    """Each shot's outputs, or why it was not delivered; returns the exit code."""
+    results = outcomes(workdir, versions)
+    for o in results:
+        print(describe(o, workdir), file=sys.stdout if o.delivered else sys.stderr)
+    return max((o.exit_code for o in results), default=EXIT_OK)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    bad = 0
-    for p in args.specs:
-        try:
-            spec, prof = validate_shot(p)
-        except LikenessError as exc:
-            print(f"INVALID {p}\n{type(exc).__name__}: {exc}", file=sys.stderr)
-            bad += 1
-            continue
-        print(f"ok {p}: shot {spec.shot}, profile {prof.name}, {len(spec.references)} reference(s)")
-    return 1 if bad else 0
+    reports, code = preflight_all(args.specs, args.workdir)
+    for r in reports:
+        if r.ok and r.spec is not None and r.profile is not None:
+            refs = len(r.spec.references)
+            print(
+                f"ok {r.spec_path}: shot {r.spec.shot}, profile {r.profile.name}, {refs} reference(s)"
+            )
+    return code
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     specs = expand_specs(args.specs)
-    for p in specs:
-        validate_shot(p)
+    if not args.no_preflight:
+        _, code = preflight_all(specs, args.workdir)
+        if code:
+            return code
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     tasks, versions = build_tasks(specs, args.workdir)
     ok = run(tasks, args.scheduler_url, args.workers)
-    _print_outputs(args.workdir, versions)
-    return 0 if ok else 1
+    code = _report(args.workdir, versions)
+    return code if code or ok else EXIT_FAILED
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -77,9 +74,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     tasks, versions = build_tasks([str(spec)], str(work))
     ok = run(tasks, args.scheduler_url, args.workers)
     print("\nlikeness demo outputs:")
-    _print_outputs(str(work), versions)
+    code = _report(work, versions)
     print(f"\nstatus: likeness status --workdir {work}")
-    return 0 if ok else 1
+    return code if code or ok else EXIT_FAILED
 
 
 def cmd_train_base(args: argparse.Namespace) -> int:
@@ -124,11 +121,15 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check shot specs; report every problem at once")
     p.add_argument("specs", nargs="+")
+    p.add_argument("--workdir", default=None, help="also check its room (and cache the checks)")
     p.set_defaults(fn=cmd_validate)
 
     p = sub.add_parser("submit", help="run the chain for one or more shots")
     p.add_argument("specs", nargs="+")
     _run_opts(p)
+    p.add_argument(
+        "--no-preflight", action="store_true", help="skip the checks before any stage runs"
+    )
     p.set_defaults(fn=cmd_submit)
 
     p = sub.add_parser("status", help="list each shot's stages with their state and outputs")
@@ -158,6 +159,13 @@ def make_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _no_traceback(record: logging.LogRecord) -> bool:
+    """Console filter: a failure is told in one paragraph per shot (:func:`tasks.run.describe`),
+    so the records that carry its traceback (the stage's and Luigi's) are left to the stage's
+    log (``likeness logs``); ``-v`` shows them here too."""
+    return record.exc_info is None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["eval"]:
@@ -168,12 +176,24 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_no_traceback)
     os.environ.setdefault("PYTHONHASHSEED", "0")
     try:
         return args.fn(args)
     except LikenessError as exc:
         print(f"likeness: {type(exc).__name__}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(
+            f"likeness: internal error: {type(exc).__name__}: {exc}\n"
+            "  fix: this is a bug in likeness; rerun with -v for the traceback and report it",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

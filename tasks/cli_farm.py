@@ -19,7 +19,7 @@ from farm.scheduler import DEFAULT_ADDRESS, DEFAULT_PORT, SchedulerSettings, ser
 from farm.timeline import expand_specs
 from farm.worker import parse_resources, run_assistant, run_shared, select_tasks
 from pipeline.errors import FarmError
-from tasks.run import build_tasks, luigi_config, rerun
+from tasks.run import build_tasks, luigi_config, preflight_all, rerun
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
@@ -40,6 +40,7 @@ def _worker_child(args: argparse.Namespace, lane: str, workers: int) -> list[str
         cmd += ["--stage", args.stage]
     if args.frames:
         cmd += ["--frames", args.frames]
+    cmd.append("--no-preflight")  # the parent worker checked the shots
     return cmd + list(args.specs)
 
 
@@ -56,6 +57,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not args.workdir:
         raise FarmError("a worker given shot specs needs --workdir", "pass the submit's workdir")
     specs = expand_specs(args.specs)
+    if not args.no_preflight:
+        _, code = preflight_all(specs, args.workdir)
+        if code:
+            return code
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     tops, _ = build_tasks(specs, args.workdir)
     tasks = select_tasks(tops, args.stage, args.frames)
@@ -99,7 +104,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
         rec = failure_record(args.workdir, args.shot, p.name[: -len(".log")])
         if rec is not None:
             print(f"--- failed on {rec.get('host')} (pid {rec.get('pid')}): {rec.get('error')}")
-            print(rec.get("traceback", ""))
+            if "Traceback" not in "\n".join(lines):  # logs written before the log kept it
+                print(rec.get("traceback", ""))
     return 0
 
 
@@ -130,6 +136,9 @@ def add_farm_commands(sub: Any) -> None:
         "--idle-exit", type=float, default=None, help="assistant: leave after S idle seconds"
     )
     p.add_argument("--lane", choices=("all", "cpu", "gpu"), default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--no-preflight", action="store_true", help="skip the checks before any stage runs"
+    )
     p.set_defaults(fn=cmd_worker)
 
     p = sub.add_parser("rerun", help="invalidate a shot's stages from one on, and run again")

@@ -78,8 +78,8 @@ class Finetune(ShotTask):
         spec = self.plan.spec
         return run_finetune(
             self.input_folders()["references"], self.plan.profile.finetune, folder,
-            actor_id=spec.actor_id, consent_path=spec.consent_path, audit_dir=self.wd.root,
-            shot=spec.shot,
+            actor_id=spec.actor_id, consent_path=spec.consent_path,
+            use=self.plan.profile.use, audit_dir=self.wd.root, shot=spec.shot,
         )  # fmt: skip
 
 
@@ -104,7 +104,7 @@ class SynthChunk(ShotTask):
         return run_synth(
             self.input_folders(), self.stage.frames, profile.synth, profile.engine, folder,
             engines=ActorEngines(), actor_id=spec.actor_id, consent_path=spec.consent_path,
-            ocio_config=profile.ingest.ocio_config, progress=self.progress,
+            use=profile.use, ocio_config=profile.ingest.ocio_config, progress=self.progress,
         )  # fmt: skip
 
 
@@ -122,7 +122,7 @@ class Deliver(ShotTask):
         return run_deliver(
             self.input_folders(), plan.profile.deliver, plan.profile.composite, folder,
             shot=spec.shot, version=self.version, actor_id=spec.actor_id,
-            consent_path=spec.consent_path, audit_dir=self.wd.root,
+            consent_path=spec.consent_path, use=plan.profile.use, audit_dir=self.wd.root,
             source_plate=str(spec.plate_path), source_fingerprint=plan.source_fingerprint,
             delivery_key=plan.delivery_key, exr_compression=spec.exr_compression,
             review_codec=spec.review_codec, ocio_config=plan.profile.ingest.ocio_config,

@@ -8,6 +8,7 @@ import sys
 from farm.adapters import ADAPTERS, batch_from_specs, write
 from farm.timeline import expand_specs
 from pipeline.errors import LikenessError
+from pipeline.shot.preflight import preflight
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,10 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--likeness", default="likeness", help="the command on the farm nodes")
     ap.add_argument("--pool", default=None, help="Deadline pool / Slurm partition")
     ap.add_argument("--priority", type=int, default=50)
+    ap.add_argument(
+        "--no-preflight", action="store_true", help="skip the checks before job files are written"
+    )
     args = ap.parse_args(argv)
     try:
+        specs = expand_specs(args.specs)
+        if not args.no_preflight:
+            # every shot checked before any job file is written (a wrong spec costs no farm time)
+            for spec in specs:
+                preflight(spec, args.workdir).raise_if_problems()
         batch = batch_from_specs(
-            expand_specs(args.specs),
+            specs,
             args.workdir,
             args.scheduler_url,
             name=args.name,

@@ -15,6 +15,7 @@ from pipeline.errors import DecodeError, NoFaceError
 from pipeline.io import open_plate
 from pipeline.io.movie import MOVIE_SUFFIXES
 from pipeline.landmarks import get_backend
+from pipeline.landmarks.base import Detection
 from pipeline.references.store import References
 
 
@@ -99,6 +100,37 @@ class ReferencesParams:
         return out
 
 
+def read_reference(path: Path, cfg: ReferencesParams) -> list[tuple[str, np.ndarray]]:
+    """The images a reference gives: a still, or ``frames_per_clip`` evenly spaced frames of a
+    clip; each ``(name, H×W×3 uint8 display sRGB)``, named ``file`` or ``file@frame``.
+
+    Raises:
+        DecodeError: not an image or clip, unreadable, or over ``max_pixels``.
+    """
+    if path.suffix.lower() in MOVIE_SUFFIXES:
+        return _clip_frames(path, cfg.frames_per_clip, cfg.max_pixels)
+    return [(path.name, load_still(path, cfg.max_pixels))]
+
+
+class FaceFinder:
+    """dlib's faces in a reference: the HOG detector, then, for paintings and small faces, one
+    more try with its upsampled pyramid (the largest face it finds there)."""
+
+    def __init__(self, upsample: int) -> None:
+        self.backend = get_backend("dlib", detect_max_side=2048, upsample=upsample)
+        self.detector = dlib.get_frontal_face_detector()
+
+    def __call__(self, img: np.ndarray) -> list[Detection]:
+        """Faces in ``img`` (H×W×3 uint8 display sRGB), largest first."""
+        dets = self.backend.detect(img)
+        if not dets:
+            rects = self.detector(img, 2)
+            if rects:
+                r = max(rects, key=lambda r: r.area())
+                dets = [self.backend.fit(img, (r.left(), r.top(), r.right(), r.bottom()))]
+        return sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+
+
 def prepare_references(paths: list[Path], cfg: ReferencesParams, size: int) -> References:
     """Detect, align and stack an actor's references.
 
@@ -111,29 +143,15 @@ def prepare_references(paths: list[Path], cfg: ReferencesParams, size: int) -> R
         DecodeError: a reference that is not an image or clip.
         NoFaceError: references in which no face is found (all are listed).
     """
-
-    backend = get_backend("dlib", detect_max_side=2048, upsample=cfg.upsample)
-    detector = dlib.get_frontal_face_detector()
-    images: list[tuple[str, np.ndarray]] = []
-    for p in paths:
-        if p.suffix.lower() in MOVIE_SUFFIXES:
-            images.extend(_clip_frames(p, cfg.frames_per_clip, cfg.max_pixels))
-        else:
-            images.append((p.name, load_still(p, cfg.max_pixels)))
+    find = FaceFinder(cfg.upsample)
+    images = [im for p in paths for im in read_reference(p, cfg)]
     crops, points, sources, faceless = [], [], [], []
     for name, img in images[: cfg.max_references]:
-        dets = backend.detect(img)
-        if not dets:
-            # Paintings and small faces: one more try with dlib's upsampled HOG pyramid.
-            rects = detector(img, 2)
-            if rects:
-                r = max(rects, key=lambda r: r.area())
-                dets = [backend.fit(img, (r.left(), r.top(), r.right(), r.bottom()))]
+        dets = find(img)
         if not dets:
             faceless.append(name)
             continue
-        det = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
-        face = align_image(img, det.points, size)
+        face = align_image(img, dets[0].points, size)  # the largest face
         crops.append(face.crop)
         points.append(face.points_in_crop.astype(np.float32))
         sources.append(name)

@@ -40,10 +40,18 @@ def available_profiles() -> list[str]:
 
 @dataclass(frozen=True)
 class Profile:
-    """A render profile: the config of every stage."""
+    """A render profile: the config of every stage.
+
+    Attributes:
+        name: the profile's name (its file's stem by default).
+        description: a line for people.
+        use: what the renders are for (e.g. ``de-aging``); when set, the actor's consent record
+            must list it in its ``scope``. None checks no scope.
+    """
 
     name: str = "custom"
     description: str = ""
+    use: str | None = None
     ingest: IngestConfig = field(default_factory=IngestConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     references: ReferencesConfig = field(default_factory=ReferencesConfig)

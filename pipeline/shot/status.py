@@ -75,6 +75,9 @@ def _stage_state(
         info["state"] = kind
         if kind == "failed":
             info["error"] = str(rec.get("error", ""))
+            for k in ("message", "hint", "exit_code"):
+                if rec.get(k) is not None:
+                    info[k] = rec[k]
         else:
             info["since"] = rec.get("time")
             if time.time() - _number(rec.get("time")) > STALE_RUNNING_S:
@@ -105,6 +108,7 @@ def shot_status(wd: Workdir, shot: str) -> dict[str, Any]:
         stages: dict[str, Any] = {}
         for task, folder, key, cdig in plan_stages:
             stages[task] = _stage_state(wd, shot, task, folder, key, cdig)
+        # Outputs are listed once the version is delivered: never paths that do not exist.
         outputs: dict[str, Any] = {"exr": None, "review": None}
         m = read_manifest(vdir) if (vdir / MANIFEST).is_file() else None
         if m:
@@ -113,9 +117,6 @@ def shot_status(wd: Workdir, shot: str) -> dict[str, Any]:
             outputs["review"] = extra.get("review")
             if extra.get("qc"):
                 outputs["qc"] = extra["qc"]
-        else:
-            outputs["exr"] = str(vdir / "exr" / f"{shot}.####.exr")
-            outputs["review"] = str(vdir / f"{shot}_{v}.mov")
         states = [s["state"] for s in stages.values()]
         overall = (
             "done"
@@ -163,7 +164,9 @@ def format_table(status: dict[str, Any]) -> str:
                 elif st["state"] == "failed":
                     detail = st.get("error", "")
                 lines.append(f"    {task:<28} {st['state']:<8} {detail}")
-            for k, p in vinfo["outputs"].items():
-                if p:
-                    lines.append(f"    -> {k}: {p}")
+            outputs = [(k, p) for k, p in vinfo["outputs"].items() if p]
+            for k, p in outputs:
+                lines.append(f"    -> {k}: {p}")
+            if not outputs:
+                lines.append("    (not delivered)")
     return "\n".join(lines)

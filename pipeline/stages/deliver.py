@@ -61,6 +61,7 @@ def run_deliver(
     version: str,
     actor_id: str,
     consent_path: Path | None,
+    use: str | None = None,
     audit_dir: Path,
     source_plate: str,
     source_fingerprint: str,
@@ -80,6 +81,7 @@ def run_deliver(
         out_dir: the version folder (appears whole).
         shot, version: names for files and burn-ins.
         actor_id, consent_path: the actor, whose consent is checked first.
+        use: the profile's use, which the consent's scope must cover (None: any).
         audit_dir: the folder of the append-only ``audit.log`` (the workdir).
         source_plate, source_fingerprint: the plate's path and SHA-256 fingerprint (provenance).
         delivery_key: the version's key (provenance).
@@ -94,7 +96,7 @@ def run_deliver(
         ConsentError: no valid, unexpired consent record for the actor.
         StageError: the synthesis chunks do not tile the plate.
     """
-    consent = load_consent(consent_path, actor_id)
+    consent = load_consent(consent_path, actor_id, use=use)
     model_sha = checkpoint_sha256(inputs["finetune"])
     provenance = provenance_attrs(
         synthetic=True, actor_id=actor_id, consent_id=consent.consent_id, model_sha256=model_sha,

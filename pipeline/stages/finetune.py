@@ -94,6 +94,7 @@ def run_finetune(
     *,
     actor_id: str,
     consent_path: Path | None,
+    use: str | None = None,
     audit_dir: Path,
     shot: str,
 ) -> dict[str, Any]:
@@ -105,6 +106,7 @@ def run_finetune(
         out_dir: the final stage folder.
         actor_id: the shot's actor, recorded in the checkpoint.
         consent_path: the actor's consent record, checked first.
+        use: the profile's use, which the consent's scope must cover (None: any).
         audit_dir: the folder of the append-only ``audit.log`` (the workdir).
         shot: the shot, for the audit log.
 
@@ -116,7 +118,7 @@ def run_finetune(
         ConsentError: no valid, unexpired consent record for the actor.
         CheckpointError, FinetuneInputError: see :func:`pipeline.train.finetune.finetune`.
     """
-    consent = load_consent(consent_path, actor_id)
+    consent = load_consent(consent_path, actor_id, use=use)
     refs = load_references(refs_dir / REFS_FILE)
     pairs = [(c.astype(np.float32) / 255.0, p) for c, p in zip(refs.crops, refs.points)]
     work = work_dir_for(out_dir)

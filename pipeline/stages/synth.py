@@ -64,6 +64,7 @@ def run_synth(
     engines: EngineProvider,
     actor_id: str,
     consent_path: Path | None,
+    use: str | None = None,
     ocio_config: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -78,6 +79,7 @@ def run_synth(
         out_dir: the chunk's final folder.
         engines: the inference library (``engines.provider.ActorEngines``).
         actor_id, consent_path: the actor, whose consent is checked first.
+        use: the profile's use, which the consent's scope must cover (None: any).
         ocio_config: the OCIO config (None: $OCIO or the built-in studio config).
         progress: optional callable ``(done, total)``.
 
@@ -90,7 +92,7 @@ def run_synth(
         CheckpointError: the fine-tune checkpoint does not match its manifest's SHA-256.
         EngineUnavailableError, EngineParityError: no usable engine on this node.
     """
-    load_consent(consent_path, actor_id)
+    load_consent(consent_path, actor_id, use=use)
     lm = load_landmarks(inputs["track"] / LANDMARKS_FILE)
     refs = load_references(inputs["references"] / REFS_FILE)
     actor = load_actor(inputs["finetune"])

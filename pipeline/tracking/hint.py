@@ -39,6 +39,25 @@ def hint_from_seed(image: np.ndarray, seed_box: Box, cfg: TrackerParams) -> Iden
     return IdentityHint(face_descriptor(image, best), tuple(float(v) for v in seed_box))
 
 
+def hint_from_reference(path: Path, cfg: TrackerParams) -> IdentityHint:
+    """A descriptor hint from a still of the plate performer (their largest face in it).
+
+    Raises:
+        DecodeError: the still is unreadable.
+        NoFaceError: it shows no face.
+    """
+    img, _ = load_image_rgb(path, 8192 * 8192)
+    img8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8) if img.dtype != np.uint8 else img
+    dets = make_backend(cfg).detect(img8)
+    if not dets:
+        raise NoFaceError(
+            f"no face found in the performer reference {path}",
+            "use a sharp, frontal still of the plate performer, or give plate.performer.seed_box",
+        )
+    best = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+    return IdentityHint(reference_descriptor=face_descriptor(img8, best))
+
+
 def identity_hint(
     plate: CachedPlate,
     cfg: TrackerParams,
@@ -55,16 +74,7 @@ def identity_hint(
         NoFaceError: the reference still shows no face.
     """
     if performer_reference is not None:
-        img, _ = load_image_rgb(Path(performer_reference), 8192 * 8192)
-        img8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8) if img.dtype != np.uint8 else img
-        dets = make_backend(cfg).detect(img8)
-        if not dets:
-            raise NoFaceError(
-                f"no face found in the performer reference {performer_reference}",
-                "use a sharp, frontal still of the plate performer, or give plate.performer.seed_box",
-            )
-        best = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
-        return IdentityHint(reference_descriptor=face_descriptor(img8, best))
+        return hint_from_reference(Path(performer_reference), cfg)
     if seed_box is not None:
         first = next(
             display_frames(plate, FrameRange(plate.frames.first, plate.frames.first), ocio_config)

@@ -333,9 +333,12 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def submit_argv(spec: Path, workdir: Path, verbose: bool = True) -> list[str]:
-    """``likeness [-v] submit SPEC --workdir WORKDIR`` through the crash bootstrap.
+    """``likeness [-v] submit SPEC --workdir WORKDIR --no-preflight`` through the crash bootstrap.
 
-    ``-v`` logs at INFO on stderr: stage starts and fine-tune resumes are read from there.
+    ``-v`` logs at INFO on stderr: stage starts and fine-tune resumes are read from there. The
+    harness is about what the stages do when killed or out of room, so the preflight (which
+    would refuse a volume too small from the start) is skipped; ``tests/shot/test_preflight.py``
+    tests it.
     """
     return [
         sys.executable,
@@ -346,6 +349,7 @@ def submit_argv(spec: Path, workdir: Path, verbose: bool = True) -> list[str]:
         str(spec),
         "--workdir",
         str(workdir),
+        "--no-preflight",
     ]
 
 

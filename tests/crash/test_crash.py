@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.errors import EXIT_DISK_FULL
 from tests.crash import harness as H
 from tests.tasks.conftest import make_shot
 
@@ -160,7 +161,7 @@ def tmpfs(tmp_path_factory) -> bool:
 
 
 def _full_disk_ok(run: H.FullDiskRun, stage: str) -> None:
-    assert run.rc == 1, run.stderr[-3000:]
+    assert run.rc == EXIT_DISK_FULL, run.stderr[-3000:]
     problems = H.full_disk_problems(run.after_full, stage, run.stderr)
     assert not problems, "\n".join(problems)
     assert "DiskFullError: disk full while writing" in run.stderr
@@ -300,7 +301,7 @@ def test_soak_small_tmpfs_then_room_again(ref, tmp_path, tmpfs, size) -> None:
     if not tmpfs:
         pytest.skip("no tmpfs can be mounted here (unshare --user --mount refused)")
     run = H.run_on_full_disk(ref.spec, tmp_path, size=size, rerun=True)
-    assert run.rc == 1, run.stderr[-3000:]
+    assert run.rc == EXIT_DISK_FULL, run.stderr[-3000:]
     failed = sorted(p.name.split(".")[0] for p in run.after_full.glob("shots/*/logs/*.failed.json"))
     print(size, "filled during", failed)
     assert failed and not H.full_disk_problems(run.after_full, failed[0], run.stderr)

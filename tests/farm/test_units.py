@@ -168,7 +168,8 @@ def test_submit_takes_a_timeline(tmp_path, monkeypatch):
         cli, "build_tasks", lambda s, w: (seen.setdefault("specs", s), []) and ([], [])
     )
     monkeypatch.setattr(cli, "run", lambda *a: True)
-    monkeypatch.setattr(cli, "_print_outputs", lambda *a: None)
+    monkeypatch.setattr(cli, "preflight_all", lambda *a: ([], 0))
+    monkeypatch.setattr(cli, "_report", lambda *a: 0)
     assert cli.main(["submit", str(tl), "--workdir", str(tmp_path / "wd")]) == 0
     assert seen["specs"] == [str(specs[1].resolve()), str(specs[0].resolve())]
 

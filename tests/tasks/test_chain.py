@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 import yaml
 
+from pipeline.errors import EXIT_CONSENT, EXIT_FAILED
 from pipeline.io import read_exr
 from pipeline.shot.status import workdir_status
 from tasks.cli import main
@@ -56,7 +57,11 @@ def test_missing_or_expired_consent_stops_finetune(tmp_path, capsys):
     rec["expires"] = "2020-01-01"
     consent.write_text(yaml.safe_dump(rec))
     wd = tmp_path / "wd"
-    assert main(["submit", str(spec), "--workdir", str(wd)]) == 1
+    # refused before anything runs ...
+    assert main(["submit", str(spec), "--workdir", str(wd)]) == EXIT_CONSENT
+    assert not (wd / "shots").exists()
+    # ... and, preflight skipped, by the fine-tune stage itself
+    assert main(["submit", str(spec), "--workdir", str(wd), "--no-preflight"]) == EXIT_CONSENT
     failed = json.loads((wd / "shots" / "sh010" / "logs" / "finetune.failed.json").read_text())
     assert failed["error"].startswith("ConsentError") and "expired" in failed["error"]
     assert not list(wd.glob("shots/sh010/stages/finetune/*/checkpoint.pt"))
@@ -65,7 +70,9 @@ def test_missing_or_expired_consent_stops_finetune(tmp_path, capsys):
     data = yaml.safe_load(spec.read_text())
     del data["actor"]["consent"]
     spec.write_text(yaml.safe_dump(data))
-    assert main(["submit", str(spec), "--workdir", str(tmp_path / "wd2")]) == 1
+    assert main(["submit", str(spec), "--workdir", str(tmp_path / "wd2"), "--no-preflight"]) == (
+        EXIT_CONSENT
+    )
     failed = json.loads(
         (tmp_path / "wd2" / "shots" / "sh010" / "logs" / "finetune.failed.json").read_text()
     )
@@ -86,7 +93,7 @@ def test_a_failed_chunk_reruns_alone(tmp_path, monkeypatch):
     spec = make_shot(tmp_path / "shot")
     wd = tmp_path / "wd"
     monkeypatch.setattr(tasks.stages, "run_synth", flaky)
-    assert main(["submit", str(spec), "--workdir", str(wd)]) == 1
+    assert main(["submit", str(spec), "--workdir", str(wd)]) == EXIT_FAILED
     stages = workdir_status(wd)["shots"]["sh010"]["versions"]["v001"]["stages"]
     assert stages["synth_chunk.1005-1008"]["state"] == "failed"
     assert "injected" in stages["synth_chunk.1005-1008"]["error"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.errors import EXIT_BAD_INPUT
 from pipeline.io import read_exr
 from pipeline.io.exr import timecode_from_exr
 from pipeline.shot.status import workdir_status
@@ -136,5 +137,5 @@ def test_validate_reports_unknown_key(tmp_path, capsys):
     data = yaml.safe_load(spec.read_text())
     data["plate"]["fps"] = 24
     spec.write_text(yaml.safe_dump(data))
-    assert main(["validate", str(spec)]) == 1
+    assert main(["validate", str(spec)]) == EXIT_BAD_INPUT
     assert "plate.fps: unknown key" in capsys.readouterr().err
