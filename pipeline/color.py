@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import PyOpenColorIO as ocio
@@ -52,6 +53,61 @@ _NAME_HINTS: tuple[tuple[str, str], ...] = (
     ("rec709", "rec709"),
     ("srgb", "rec709"),
 )
+
+
+# Interop-id transfer tokens (``<transfer>_<gamut>_<scene|display>``) → ITU-T H.273 transfer
+# codes (FFmpeg's AVCOL_TRC_*). H.273 has no code for BT.1886: a gamma-2.4 display encoding is
+# tagged BT.709 (1), the usual "1-1-1" of HD video; gamma 1.8 and 2.6 have none (2, unspecified).
+_TRANSFER_CODES = {
+    "srgb": (13, "sRGB (IEC 61966-2-1)"),
+    "itu709": (1, "BT.709"),
+    "g24": (1, "BT.709 (a BT.1886 gamma-2.4 display encoding)"),
+    "g22": (4, "gamma 2.2 (BT.470 M)"),
+    "g28": (5, "gamma 2.8 (BT.470 BG)"),
+    "pq": (16, "PQ (SMPTE ST 2084)"),
+    "hlg": (18, "HLG (ARIB STD-B67)"),
+    "lin": (8, "linear"),
+}
+# Gamut tokens → H.273 colour primaries; P3-D65 is SMPTE EG 432-1 (12).
+_PRIMARY_CODES = {"rec709": (1, "BT.709"), "rec2020": (9, "BT.2020"), "p3d65": (12, "P3-D65")}
+# Name fragments for configs without interop ids.
+_TRANSFER_HINTS = (
+    ("srgb", "srgb"),
+    ("rec.1886", "g24"),
+    ("gamma 2.4", "g24"),
+    ("gamma 2.2", "g22"),
+    ("st2084", "pq"),
+    ("-pq", "pq"),
+    ("hlg", "hlg"),
+    ("linear", "lin"),
+)
+_UNSPECIFIED = 2
+#: OCIO encodings a viewer can show as they are (the review can return a plate to them).
+VIDEO_ENCODINGS = ("sdr-video", "hdr-video")
+
+
+@dataclass(frozen=True)
+class VideoTags:
+    """What a movie's colour tags say its pixels are: ITU-T H.273 codes (FFmpeg's AVCOL_*).
+
+    Attributes:
+        primaries: colour primaries (1 BT.709, 9 BT.2020, 12 P3-D65, 2 unspecified).
+        transfer: transfer characteristics (1 BT.709, 13 sRGB, 4 gamma 2.2, 16 PQ, 18 HLG,
+            8 linear, 2 unspecified).
+        matrix: Y'CbCr matrix (1 BT.709, 9 BT.2020 non-constant luminance).
+        note: the tags in words, for the README, logs and movie metadata.
+    """
+
+    primaries: int = 1
+    transfer: int = 1
+    matrix: int = 1
+    note: str = "BT.709 primaries, BT.709 transfer, BT.709 matrix"
+
+
+#: Rec.709 video (BT.709 primaries, transfer and matrix: the "1-1-1" of HD).
+BT709_TAGS = VideoTags()
+#: sRGB-encoded Rec.709 pixels (``sRGB Encoded Rec.709 (sRGB)``, ``sRGB - Display``).
+SRGB_TAGS = VideoTags(1, 13, 1, "BT.709 primaries, sRGB (IEC 61966-2-1) transfer, BT.709 matrix")
 
 
 class ColorPipeline:
@@ -115,6 +171,95 @@ class ColorPipeline:
             "use a colour-space name or alias of that config, e.g. "
             "'sRGB Encoded Rec.709 (sRGB)' or 'ACEScg'",
         )
+
+    def encoding(self, space: str) -> str:
+        """The OCIO encoding of a colour space (``sdr-video``, ``scene-linear``, ``log`` …; empty
+        when the config does not say).
+
+        Raises:
+            ColorError: unknown colour space.
+        """
+        self.check_space(space)
+        return str(self._config.getColorSpace(space).getEncoding() or "")
+
+    def default_display_view(self) -> tuple[str, str]:
+        """The config's default display and that display's default view."""
+        display = str(self._config.getDefaultDisplay())
+        return display, str(self._config.getDefaultView(display))
+
+    def display_space(self, display: str, view: str) -> str:
+        """The colour space a display/view writes its pixels in (e.g. ``Rec.1886 Rec.709 -
+        Display``).
+
+        Raises:
+            ColorError: unknown display or view.
+        """
+        self._check_display(display, view)
+        name = str(self._config.getDisplayViewColorSpaceName(display, view))
+        return display if name == "<USE_DISPLAY_NAME>" else name
+
+    def video_tags(self, space: str) -> VideoTags:
+        """The movie colour tags for pixels encoded in ``space``: primaries from its gamut,
+        transfer from its curve, the BT.2020 matrix with BT.2020 primaries and BT.709 otherwise.
+        Anything H.273 has no code for is tagged unspecified (2) and the note says so.
+
+        Raises:
+            ColorError: unknown colour space.
+        """
+        self.check_space(space)
+        cs = self._config.getColorSpace(space)
+        gamut, token = _gamut_of(cs), _transfer_of(cs)
+        prim, prim_note = _PRIMARY_CODES.get(gamut or "", (_UNSPECIFIED, ""))
+        if not prim_note:
+            prim_note = f"{gamut or 'unknown'} primaries: unspecified (H.273 has no code)"
+        else:
+            prim_note += " primaries"
+        trc, trc_note = _TRANSFER_CODES.get(token or "", (_UNSPECIFIED, ""))
+        if not trc_note:
+            trc_note = f"{token or 'unknown'} transfer: unspecified (H.273 has no code)"
+        else:
+            trc_note += " transfer"
+        matrix = 9 if prim == 9 else 1
+        mat_note = "BT.2020 non-constant-luminance matrix" if matrix == 9 else "BT.709 matrix"
+        return VideoTags(prim, trc, matrix, f"{prim_note}, {trc_note}, {mat_note}")
+
+    def apply(self, img: np.ndarray, transform: ocio.Transform, *, clip: bool = True) -> np.ndarray:
+        """Apply any OCIO transform (e.g. a ``GroupTransform`` of a display transform and a
+        show look); processors are cached by the transform's description.
+
+        Args:
+            img: H×W×3 or H×W×4 float; alpha passes through.
+            transform: the OCIO transform, forward direction.
+            clip: clip the result to 0..1 (display-referred output).
+
+        Returns:
+            a new H×W×C float32 array.
+
+        Raises:
+            ColorError: OCIO cannot build the transform (unknown names, unreadable LUT file),
+                or a bad image shape.
+        """
+        out = _float_image(img)
+        key = ("transform", str(transform))
+        with self._lock:
+            proc = self._processors.get(key)
+        if proc is None:
+            try:
+                proc = self._config.getProcessor(transform).getDefaultCPUProcessor()
+            except _OCIO_ERRORS as exc:
+                raise ColorError(
+                    f"OpenColorIO cannot build the transform {transform}: {exc}",
+                    "check the display, view and look names and that any LUT file is readable",
+                ) from exc
+            with self._lock:
+                self._processors[key] = proc
+        if out.shape[-1] == 4:
+            proc.applyRGBA(out)
+        else:
+            proc.applyRGB(out)
+        if clip:
+            np.clip(out, 0.0, 1.0, out=out)
+        return out
 
     def _check_display(self, display: str, view: str) -> None:
         displays = list(self._config.getDisplays())
@@ -241,6 +386,20 @@ def _gamut_of(cs: ocio.ColorSpace) -> str | None:
         for hint, gamut in _NAME_HINTS:
             if hint in low:
                 return gamut
+    return None
+
+
+def _transfer_of(cs: ocio.ColorSpace) -> str | None:
+    """The transfer token of a colour space: from its interop id, else from its names."""
+    interop = getattr(cs, "getInteropID", lambda: "")() or ""
+    parts = interop.removeprefix("ocio:").split("_")
+    if len(parts) >= 3 and parts[-1] in ("scene", "display"):
+        return parts[0]
+    for name in [cs.getName(), *cs.getAliases()]:
+        low = name.lower()
+        for hint, token in _TRANSFER_HINTS:
+            if hint in low:
+                return token
     return None
 
 

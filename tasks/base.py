@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import luigi
 
 from pipeline.atomic import sweep_temporaries
-from pipeline.errors import EXIT_INTERNAL, LikenessError
+from pipeline.errors import EXIT_INTERNAL, DiskFullError, LikenessError
 from pipeline.shot.plan import ShotPlan, StagePlan, cached_plan
 from pipeline.stages.graph import stage_def
 from pipeline.workspace import (
@@ -208,18 +208,29 @@ def _on_success(task: ShotTask) -> None:
     clear_state(task.wd, task.shot, task.stage.task_name)
 
 
+#: Failures this process could not write to the workdir (a full volume), by
+#: ``(workdir, shot, task)``: what :func:`tasks.run.outcomes` reports for them.
+UNRECORDED: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
 @ShotTask.event_handler(luigi.Event.FAILURE)
 def _on_failure(task: ShotTask, exc: BaseException) -> None:
     first = (str(exc).splitlines() or [type(exc).__name__])[0]
     ours = isinstance(exc, LikenessError)
-    record_state(
-        task.wd,
-        task.shot,
-        task.stage.task_name,
-        "failed",
-        error=f"{type(exc).__name__}: {first}",
-        message=exc.message if ours else str(exc),
-        hint=exc.hint if ours else None,
-        exit_code=exc.exit_code if ours else EXIT_INTERNAL,
-        traceback="".join(traceback.format_exception(exc))[-4000:],
-    )
+    record = {
+        "error": f"{type(exc).__name__}: {first}",
+        "message": exc.message if ours else str(exc),
+        "hint": exc.hint if ours else None,
+        "exit_code": exc.exit_code if ours else EXIT_INTERNAL,
+    }
+    trace = "".join(traceback.format_exception(exc))[-4000:]
+    try:
+        record_state(task.wd, task.shot, task.stage.task_name, "failed", **record, traceback=trace)
+    except DiskFullError:
+        # a full volume may hold the short record (the traceback is in the stage log)
+        try:
+            record_state(task.wd, task.shot, task.stage.task_name, "failed", **record)
+        except DiskFullError:
+            log.error("%s %s: the volume is full; its failure could not be recorded",
+                      task.shot, task.stage.task_name)  # fmt: skip
+            UNRECORDED[(str(task.wd.root), task.shot, task.stage.task_name)] = record

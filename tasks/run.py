@@ -28,6 +28,7 @@ from pipeline.shot.plan import allocate_version, cached_plan, version_note
 from pipeline.shot.preflight import PreflightReport, preflight
 from pipeline.shot.profile import configs_dir
 from pipeline.shot.status import workdir_status
+from tasks.base import UNRECORDED
 from tasks.stages import Deliver
 
 
@@ -137,6 +138,9 @@ def outcomes(workdir: str | os.PathLike[str], versions: list[tuple[str, str]]) -
         info = st["shots"].get(shot, {}).get("versions", {}).get(v, {})
         stages = info.get("stages", {})
         failed = {t: s for t, s in stages.items() if s.get("state") == "failed"}
+        for (root, s_, task), rec in UNRECORDED.items():  # failures a full volume kept out
+            if s_ == shot and Path(root) == Path(workdir).resolve() and task not in failed:
+                failed[task] = {"state": "failed", **rec}
         delivered = info.get("state") == "done"
         code = (
             EXIT_OK

@@ -120,7 +120,7 @@ class Deliver(ShotTask):
     def run_stage(self, folder: Path) -> dict[str, Any]:
         plan, spec = self.plan, self.plan.spec
         return run_deliver(
-            self.input_folders(), plan.profile.deliver, plan.profile.composite, folder,
+            self.input_folders(), plan.deliver, plan.profile.composite, folder,
             shot=spec.shot, version=self.version, actor_id=spec.actor_id,
             consent_path=spec.consent_path, use=plan.profile.use, audit_dir=self.wd.root,
             source_plate=str(spec.plate_path), source_fingerprint=plan.source_fingerprint,

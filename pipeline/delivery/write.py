@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from pipeline import __version__
 from pipeline.atomic import atomic_dir
 from pipeline.color import ColorPipeline
+from pipeline.delivery.review import ReviewLook, ReviewTransform, review_transform
 from pipeline.errors import ColorError
 from pipeline.frames import Timecode
 from pipeline.io.exr import write_exr
@@ -28,21 +30,27 @@ class DeliveryParams:
     Attributes:
         output_colorspace: the EXRs' colour space (an OCIO name), converted from the working
             space.
-        review_display: the review movie's OCIO display.
-        review_view: the review movie's OCIO view.
-        burn_in: burn shot, version, frame, timecode and a SYNTHETIC warning into the review.
+        review: how the review movie and QC images are rendered: by default the plate's own
+            encoding; or a display and view, a show look file, a CDL
+            (:class:`~pipeline.delivery.review.ReviewLook`).
+        burn_in: burn shot, version, frame, timecode, the review transform and a SYNTHETIC
+            warning into the review.
         owner: the EXRs' ``owner`` attribute (empty: none).
     """
 
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {
+        "review_display": "review.display",
+        "review_view": "review.view",
+    }
+
     output_colorspace: str = "ACEScg"
-    review_display: str = "Rec.1886 Rec.709 - Display"
-    review_view: str = "ACES 2.0 - SDR 100 nits (Rec.709)"
+    review: ReviewLook = field(default_factory=ReviewLook)
     burn_in: bool = True
     owner: str = ""
 
     def validate(self) -> list[tuple[str, str]]:
         """Problems as ``(key, what)``; the colour names are checked against the OCIO config
-        when the version is written."""
+        when the version is written (``review`` checks itself)."""
         return []
 
 
@@ -132,6 +140,7 @@ def write_delivery(
     review_codec: str,
     provenance: dict[str, str],
     ocio_config: str | None = None,
+    review: ReviewTransform | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_frame: Callable[[DeliveredFrame, np.ndarray], None] | None = None,
     finalize: Callable[[Path], None] | None = None,
@@ -143,25 +152,31 @@ def write_delivery(
         version: ``v001`` …
         plate: the ingested plate (size, rate, timecode, working space).
         frames: what to deliver, in frame order.
-        params: the colour spaces, review transform, burn-ins and owner.
+        params: the output colour space, review look, burn-ins and owner.
         out_dir: the final folder ``<out_dir>/exr/<shot>.####.exr`` and
             ``<out_dir>/<shot>_<version>.mov`` appear in; it appears whole.
         compression: EXR compression: zip, piz or dwaa.
         review_codec: prores_422hq or prores_4444.
         provenance: ``likeness:*`` attributes for every frame and the movie.
         ocio_config: the OCIO config (None: $OCIO or the built-in studio config).
+        review: the review's transform, already built (None: built from ``params.review``).
         progress: optional callable ``(done, total)``.
-        on_frame: optional callable ``(frame, display: H×W×3 float32)`` seeing every delivered
-            frame and its display rendering (before burn-ins), e.g. for QC.
+        on_frame: optional callable ``(frame, review: H×W×3 float32)`` seeing every delivered
+            frame and its review rendering (before burn-ins), e.g. for QC.
         finalize: optional callable ``(folder)`` run inside the temporary folder after the
             frames are written and before it is renamed into place (e.g. the QC report).
 
     Raises:
-        ColorError: an output colour space, display or view the OCIO config lacks.
+        ColorError: an output colour space, display or view the OCIO config lacks, or a look
+            file OCIO cannot apply.
         EncodeError, DiskFullError: a frame or the movie could not be written.
     """
     color = ColorPipeline(ocio_config)
     color.check_space(params.output_colorspace)
+    if review is None:
+        review = review_transform(
+            color, plate.working_space, plate.source_colorspace, params.review
+        )
     try:
         chroma = color.chromaticities(params.output_colorspace)
     except ColorError:  # a space without primaries (a display space) has none to record
@@ -180,22 +195,25 @@ def write_delivery(
         exr_dir.mkdir()
         movie_meta = {k.replace("likeness:", "likeness_"): v for k, v in attrs.items()}
         movie_meta["comment"] = f"likeness {__version__} {shot} {version}"
+        movie_meta["likeness_review_transform"] = review.description
+        movie_meta["likeness_review_colorspace"] = review.target
+        movie_meta["likeness_review_tags"] = review.tags.note
         with ProResWriter(
             tmp / movie_name, width=plate.width, height=plate.height, fps=plate.fps,
             codec=review_codec, timecode=plate.timecode_at(plate.frames.first),
-            metadata=movie_meta,
+            metadata=movie_meta, tags=review.tags,
         ) as movie:  # fmt: skip
             done = 0
             for fr in frames:
                 tc = plate.timecode_at(fr.number)
                 exr = exr_dir / f"{shot}.{fr.number:04d}.exr"
                 _write_exr(exr, fr, plate, params, color, compression, chroma, attrs, tc)
-                disp = color.to_display(
-                    fr.composite, plate.working_space, params.review_display, params.review_view
-                )  # H×W×3 float32 display-referred
+                disp = review(fr.composite)  # H×W×3 float32, 0..1 in review.target
                 if on_frame is not None:
                     on_frame(fr, disp)
-                movie.write(_review_frame(fr, disp, review_codec, params, shot, version, tc))
+                movie.write(
+                    _review_frame(fr, disp, review_codec, params, shot, version, tc, review)
+                )
                 done += 1
                 if progress is not None:
                     progress(done, len(plate.frames))
@@ -249,16 +267,26 @@ def _review_frame(
     shot: str,
     version: str,
     tc: Timecode | None,
+    review: ReviewTransform,
 ) -> np.ndarray:
-    """The review movie's frame: the display rendering (H×W×3 float32), with the face matte as
-    alpha for ProRes 4444, and the burn-ins."""
+    """The review movie's frame: the review rendering (H×W×3 float32), with the face matte as
+    alpha for ProRes 4444, and the burn-ins (which name the review transform)."""
     if review_codec == "prores_4444":
         matte = fr.face[..., 3] if fr.face is not None else np.zeros(disp.shape[:2], np.float32)
         disp = np.dstack([disp, matte])
     if params.burn_in:
         disp = burn_in(
-            disp,
-            [f"{shot} {version}", f"frame {fr.number}", f"TC {tc}" if tc else "TC --"],
+            disp, burn_in_lines(shot, version, fr.number, tc, review),
             "SYNTHETIC" if fr.synthetic else None,
-        )
+        )  # fmt: skip
     return disp.astype(np.float32)
+
+
+def burn_in_lines(
+    shot: str, version: str, number: int, tc: Timecode | None, review: ReviewTransform
+) -> list[str]:
+    """The review's burn-in text: shot and version, frame, timecode, and, when the review is not
+    simply the plate's encoding, its display transform and look (so that nobody takes them for
+    the plate)."""
+    lines = [f"{shot} {version}", f"frame {number}", f"TC {tc}" if tc else "TC --"]
+    return lines if review.plain else [*lines, review.short]

@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 
 from pipeline.atomic import atomic_path, write_text
+from pipeline.color import SRGB_TAGS
 from pipeline.demo.synthetic import Motion, astronaut, astronaut_head, moving_portrait
 from pipeline.frames import Timecode
 from pipeline.io import ProResWriter
@@ -51,7 +52,7 @@ def make_sample_shot(folder: str | Path, frames: int = 24, size: int = 256) -> P
             codec="prores_422hq",
             timecode=Timecode.parse(DEMO_TIMECODE, DEMO_FPS),
             metadata={"comment": "likeness sample plate (scikit-image astronaut)"},
-            color="srgb",
+            tags=SRGB_TAGS,
         ) as w:
             for f in clip:
                 w.write(f.astype(np.float32) / 255.0)

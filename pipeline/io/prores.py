@@ -17,6 +17,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
 from pipeline.atomic import atomic_path
+from pipeline.color import BT709_TAGS, VideoTags
 from pipeline.errors import EncodeError
 from pipeline.frames import Timecode
 
@@ -27,9 +28,8 @@ _PROFILES: dict[str, tuple[str, str, str, int]] = {
     "prores_422hq": ("3", "yuv422p10le", "rgb48le", 3),
     "prores_4444": ("4", "yuva444p10le", "rgba64le", 4),
 }
-# AVCOL_* codes: primaries/matrix BT.709; transfer BT.709 or IEC 61966-2-1 (sRGB).
-_BT709 = 1
-_TRC = {"bt709": 1, "srgb": 13}
+# The Y'CbCr matrix swscale converts with, by H.273 matrix code (BT.2020 NCL, else BT.709).
+_MATRIX = {9: Colorspace.BT2020, 1: Colorspace.ITU709}
 # Exact rounding and proper chroma filtering on RGB → 4:2:2: swscale's default point-samples
 # chroma, which roughly doubles the round-trip error on smooth gradients.
 _INTERP = (
@@ -54,8 +54,9 @@ class ProResWriter:
             yuva444p10le, alpha kept).
         timecode: start timecode, written as a QuickTime ``tmcd`` track.
         metadata: extra container metadata (string keys and values, e.g. ``likeness:shot``).
-        color: transfer tag, ``"bt709"`` or ``"srgb"``; primaries and matrix are BT.709, range
-            is video (tv).
+        tags: the colour primaries, transfer and matrix the pixels are in (default BT.709
+            for all three); the RGB → Y'CbCr conversion uses that matrix (BT.2020 or BT.709);
+            range is video (tv).
 
     Raises:
         EncodeError: bad parameters, or the encoder cannot be opened.
@@ -71,14 +72,17 @@ class ProResWriter:
         codec: ProResCodec,
         timecode: Timecode | None = None,
         metadata: dict[str, str] | None = None,
-        color: Literal["bt709", "srgb"] = "bt709",
+        tags: VideoTags = BT709_TAGS,
     ) -> None:
         if codec not in _PROFILES:
             raise EncodeError(
                 f"unknown review codec {codec!r}", f"use one of {', '.join(sorted(_PROFILES))}"
             )
-        if color not in _TRC:
-            raise EncodeError(f"unknown colour tag {color!r}", "use 'bt709' or 'srgb'")
+        if tags.matrix not in _MATRIX:
+            raise EncodeError(
+                f"cannot write Y'CbCr matrix {tags.matrix} ({tags.note})",
+                "use BT.709 (1) or BT.2020 non-constant luminance (9)",
+            )
         if width <= 0 or height <= 0 or (codec == "prores_422hq" and width % 2):
             raise EncodeError(
                 f"cannot write a {width}×{height} {codec} movie",
@@ -108,11 +112,11 @@ class ProResWriter:
             if timecode is not None:
                 stream.metadata["timecode"] = str(timecode)
             cc = stream.codec_context
-            cc.color_primaries = _BT709
-            cc.colorspace = _BT709
-            cc.color_trc = _TRC[color]
+            cc.color_primaries = tags.primaries
+            cc.colorspace = tags.matrix
+            cc.color_trc = tags.transfer
             cc.color_range = int(ColorRange.MPEG)
-            self._trc = _TRC[color]
+            self.tags = tags
             self._stream = stream
         except (av.FFmpegError, ValueError) as exc:
             self._abort(exc)
@@ -126,8 +130,7 @@ class ProResWriter:
 
         Args:
             frame: H×W×3 (422 HQ) or H×W×4 (4444; the fourth channel is the matte) float,
-                display-referred 0..1 in the tagged encoding (Rec.709 or sRGB); values outside
-                0..1 are clipped.
+                0..1 in the tagged encoding (``tags``); values outside 0..1 are clipped.
 
         Raises:
             EncodeError: wrong shape or dtype, writer closed, or the encoder fails.
@@ -150,12 +153,12 @@ class ProResWriter:
         yuv = self._reformatter.reformat(
             rgb,
             format=self._pix_fmt,
-            dst_colorspace=Colorspace.ITU709,
+            dst_colorspace=_MATRIX[self.tags.matrix],
             dst_color_range=ColorRange.MPEG,
             interpolation=_INTERP,
         )
-        yuv.color_primaries = _BT709
-        yuv.color_trc = self._trc
+        yuv.color_primaries = self.tags.primaries
+        yuv.color_trc = self.tags.transfer
         yuv.pts = self._count
         try:
             for packet in self._stream.encode(yuv):

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.color import ColorPipeline
+from pipeline.delivery.review import ReviewTransform
 from pipeline.delivery.write import DeliveredFrame
 from pipeline.inference.faces import Faces
 from pipeline.io.plate_cache import CachedPlate, read_cached_frame
@@ -21,20 +21,19 @@ from pipeline.qc.tracking import overlay_frame
 
 @dataclass
 class ContactCollector:
-    """Keeps a few display frames for the contact sheet while the delivery loop runs.
+    """Keeps a few review frames for the contact sheet while the delivery loop runs.
 
-    Called with each delivered frame and its display rendering (``on_frame`` of
+    Called with each delivered frame and its review rendering (``on_frame`` of
     :func:`pipeline.delivery.write.write_delivery`); keeps a :class:`ContactRow` for the frames in
     ``picks``: the plate, its landmarks, the synthesized crop, the composite and their
-    difference, all display-referred uint8.
+    difference, all uint8 through the review's transform (the plate's encoding by default).
 
     Attributes:
         picks: the plate frame numbers to keep.
         lm: the shot's landmarks, or None (plate-only delivery).
         faces: the synthesized crops, or None.
         plate: the ingested plate.
-        color: the OCIO pipeline.
-        display, view: the review's display and view, for the plate's rendering.
+        review: the review's transform, for the plate's rendering.
         rows: the rows kept so far, in delivery order.
     """
 
@@ -42,19 +41,15 @@ class ContactCollector:
     lm: Landmarks | None
     faces: Faces | None
     plate: CachedPlate
-    color: ColorPipeline
-    display: str
-    view: str
+    review: ReviewTransform
     rows: list[ContactRow] = field(default_factory=list)
 
     def __call__(self, fr: DeliveredFrame, disp: np.ndarray) -> None:
-        """Keep ``fr`` when it is a pick; ``disp`` is its H×W×3 float32 display rendering."""
+        """Keep ``fr`` when it is a pick; ``disp`` is its H×W×3 float32 review rendering."""
         if fr.number not in self.picks:
             return
         plate_lin = read_cached_frame(self.plate, fr.number)  # H×W×3 float32 scene-linear
-        plate_disp = _to8(
-            self.color.to_display(plate_lin, self.plate.working_space, self.display, self.view)
-        )
+        plate_disp = _to8(self.review(plate_lin))
         comp_disp = _to8(disp)
         diff = np.abs(comp_disp.astype(np.int16) - plate_disp.astype(np.int16))
         diff = np.clip(diff * 4, 0, 255).astype(np.uint8)  # ×4 so small changes show

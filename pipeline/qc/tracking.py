@@ -164,7 +164,8 @@ def write_overlay_movie(
     path: str | os.PathLike[str], plate: CachedPlate, lm: Landmarks, color: ColorPipeline
 ) -> Path:
     """The landmark QC movie: every frame of the plate, as the detectors saw it, with its
-    landmarks drawn (:func:`overlay_frame`); ProRes 422 HQ tagged sRGB, the plate's timecode."""
+    landmarks drawn (:func:`overlay_frame`); ProRes 422 HQ in the plate's own encoding and
+    tagged as it (:meth:`ColorPipeline.video_tags`), with the plate's timecode."""
     with ProResWriter(
         Path(path),
         width=plate.width,
@@ -173,7 +174,7 @@ def write_overlay_movie(
         codec="prores_422hq",
         timecode=plate.timecode_at(plate.frames.first),
         metadata={"comment": "likeness landmark QC"},
-        color="srgb",
+        tags=color.video_tags(plate.source_colorspace),
     ) as movie:
         for i, n in enumerate(lm.frames):
             img = display_frame(plate, int(n), color)  # H×W×3 uint8, the plate's encoding

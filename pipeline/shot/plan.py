@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from pipeline.io import open_plate
 from pipeline.io.sequence import is_sequence_pattern, parse_pattern
 from pipeline.shot.profile import Profile, load_profile, profile_path
 from pipeline.shot.spec import ShotSpec, load_shot
+from pipeline.stages.deliver import DeliverConfig
 from pipeline.stages.finetune import network_image_size
 from pipeline.stages.graph import STAGES, StageDef
 from pipeline.workspace import Workdir, stage_key
@@ -55,6 +56,11 @@ class ShotPlan:
     delivery_key: str
     digest: str
 
+    @property
+    def deliver(self) -> DeliverConfig:
+        """The deliver stage's config: the profile's, with the spec's review settings over it."""
+        return deliver_config(self.profile, self.spec)
+
     def chunks(self, stage: str) -> list[StagePlan]:
         return [s for s in self.stages.values() if s.name == stage and s.chunk is not None]
 
@@ -80,6 +86,12 @@ class ShotPlan:
                 for t, s in self.stages.items()
             },
         }
+
+
+def deliver_config(profile: Profile, spec: ShotSpec) -> DeliverConfig:
+    """The deliver config of a shot: the profile's, with the spec's ``output.review`` display,
+    view, look and CDL over the profile's ``deliver.review``."""
+    return replace(profile.deliver, review=spec.review.over(profile.deliver.review))
 
 
 def _source_files(spec: ShotSpec, frames: FrameRange) -> list[Path]:
@@ -123,7 +135,9 @@ def _section_digest(profile: Profile, spec: ShotSpec, stage: StageDef) -> str:
     elif stage.name == "finetune":
         extra = {"actor": spec.actor_id}
     elif stage.name == "deliver":
+        cfg = {k: v for k, v in to_jsonable(profile.deliver).items() if k != "review"}
         extra = {
+            "review": deliver_config(profile, spec).review.digest_fields(),
             "compression": spec.exr_compression,
             "codec": spec.review_codec,
             "shot": spec.shot,

@@ -38,6 +38,7 @@ from pipeline.atomic import write_json
 from pipeline.color import ColorPipeline
 from pipeline.config import digest
 from pipeline.consent import load_consent
+from pipeline.delivery.review import review_transform
 from pipeline.errors import (
     ColorError,
     DecodeError,
@@ -52,6 +53,7 @@ from pipeline.frames import FrameRange, parse_rate
 from pipeline.io import open_plate
 from pipeline.io.sequence import is_sequence_pattern, parse_pattern
 from pipeline.references.prepare import FaceFinder, read_reference
+from pipeline.shot.plan import deliver_config
 from pipeline.shot.profile import Profile, load_profile, profile_path
 from pipeline.shot.spec import ShotSpec, load_shot
 from pipeline.tracking.hint import hint_from_reference, hint_from_seed
@@ -126,6 +128,7 @@ def preflight(
                                           use=profile.use if profile else None))  # fmt: skip
     if profile is None:
         return report
+    _check(problems, lambda: _review(spec, profile))
     wd = Path(workdir) if workdir is not None else None
     stamp = wd / ".cache" / "preflight" / f"{_inputs_digest(spec, profile)}.json" if wd else None
     if stamp is not None and stamp.is_file():
@@ -159,6 +162,20 @@ def _colour(spec: ShotSpec, profile: Profile | None) -> None:
         color.check_space(spec.colorspace)
     except ColorError as exc:
         raise ColorError(f"{spec.source}: plate.colorspace: {exc.message}", exc.hint) from exc
+
+
+def _review(spec: ShotSpec, profile: Profile) -> None:
+    """The review's display, view, look file and CDL build against the OCIO config."""
+    color = ColorPipeline(profile.ingest.ocio_config)
+    if spec.colorspace not in color.space_names():
+        return  # an unknown plate space is _colour's problem
+    try:
+        review_transform(
+            color, profile.ingest.working_space, spec.colorspace,
+            deliver_config(profile, spec).review,
+        )  # fmt: skip
+    except ColorError as exc:
+        raise ColorError(f"{spec.source}: review: {exc.message}", exc.hint) from exc
 
 
 def _plate(spec: ShotSpec, profile: Profile) -> FrameRange:

@@ -10,7 +10,7 @@ A profile is named (``configs/profiles/<name>.yaml``) or given as a path to a YA
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -112,4 +112,5 @@ def load_profile(name_or_path: str, base: Path | None = None) -> Profile:
     prof = from_mapping(Profile, data, source=str(path), problems=problems)
     if prof is None:
         raise ConfigError(problems)
-    return prof
+    review = prof.deliver.review.resolved(path.parent)  # a look file is named relative to it
+    return replace(prof, deliver=replace(prof.deliver, review=review))

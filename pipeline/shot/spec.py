@@ -17,7 +17,13 @@ Other tools write these files, so the key names are an interface::
     profile: cpu-preview             # a name under configs/profiles, or a path to a YAML file
     output:
       exr: {compression: zip}        # zip | piz | dwaa
-      review: {codec: prores_422hq}  # prores_422hq | prores_4444
+      review:
+        codec: prores_422hq          # prores_422hq | prores_4444
+        # optional, over the profile's deliver.review (default: the plate's own encoding):
+        # display: "Rec.1886 Rec.709 - Display"
+        # view: "ACES 2.0 - SDR 100 nits (Rec.709)"
+        # look: luts/show.cube       # a LUT or CDL file OCIO reads
+        # cdl: {slope: [1, 1, 1], offset: [0, 0, 0], power: [1, 1, 1], saturation: 1}
 
 Relative paths resolve against the spec file's own folder. :func:`load_shot` reports every
 problem at once, each with its file and key.
@@ -32,6 +38,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.config import from_mapping, read_yaml
+from pipeline.delivery.review import ReviewLook
 from pipeline.errors import ShotSpecError
 from pipeline.frames import MAX_PLATE_FRAMES, FrameRange
 from pipeline.io.movie import MOVIE_SUFFIXES
@@ -69,8 +76,16 @@ class ExrOutput:
 
 
 @dataclass(frozen=True)
-class ReviewOutput:
+class ReviewOutput(ReviewLook):
+    """The review movie's codec, and its transform over the profile's ``deliver.review``."""
+
     codec: Literal["prores_422hq", "prores_4444"] = "prores_422hq"
+
+    def look_settings(self) -> ReviewLook:
+        return ReviewLook(
+            display=self.display, view=self.view, look=self.look, look_cccid=self.look_cccid,
+            cdl=self.cdl,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,7 @@ class ShotSpec:
         consent_path: the consent record, or ``None`` when the spec names none.
         performer_reference: a still of the plate performer, for identity lock.
         seed_box: the performer's face box on the first frame, for identity lock.
+        review: the spec's review settings (display, view, look, CDL), over the profile's.
     """
 
     source: Path
@@ -115,6 +131,7 @@ class ShotSpec:
     review_codec: str
     performer_reference: Path | None = None
     seed_box: tuple[float, float, float, float] | None = None
+    review: ReviewLook = field(default_factory=ReviewLook)
 
     def with_profile(self, profile: str) -> ShotSpec:
         return replace(self, profile=profile)
@@ -187,6 +204,18 @@ def _check_plate_path(path: Path, raw: str, src: str, problems: list[str]) -> No
         )
 
 
+def _review(
+    raw: ReviewOutput, base: Path, src: str, check_files: bool, problems: list[str]
+) -> ReviewLook:
+    """The spec's review settings, the look file resolved against the spec's folder."""
+    review = raw.look_settings().resolved(base)
+    if check_files and review.look is not None and not Path(review.look).is_file():
+        problems.append(
+            f"{src}: output.review.look: {raw.look!r} does not exist (resolved to {review.look})"
+        )
+    return review
+
+
 def load_shot(path: str | os.PathLike[str], *, check_files: bool = True) -> ShotSpec:
     """Parse and validate a shot spec.
 
@@ -254,6 +283,7 @@ def load_shot(path: str | os.PathLike[str], *, check_files: bool = True) -> Shot
             problems.append(f"{src}: plate.performer.reference: {perf.reference!r} does not exist")
     else:
         refs = [_resolve(base, r) for r in raw.actor.references]
+    review = _review(raw.output.review, base, src, check_files, problems)
     if problems:
         raise ShotSpecError(
             problems, "see the shot-spec section of README.md for the accepted keys"
@@ -272,4 +302,5 @@ def load_shot(path: str | os.PathLike[str], *, check_files: bool = True) -> Shot
         review_codec=raw.output.review.codec,
         performer_reference=perf_ref,
         seed_box=perf.seed_box,
+        review=review,
     )

@@ -20,6 +20,7 @@ from pipeline.color import ColorPipeline
 from pipeline.composite.comp import composite_sequence
 from pipeline.composite.config import CompositeConfig
 from pipeline.consent import load_consent
+from pipeline.delivery.review import review_transform
 from pipeline.delivery.sources import FaceCrops, PlateFrames
 from pipeline.delivery.write import (
     DeliveredFrame,
@@ -186,10 +187,8 @@ def deliver_version(
     else:
         frames = plate_frames(plate)
     valid = [n for n, v in zip(numbers, faces.valid) if v] if faces is not None else numbers
-    contact = ContactCollector(
-        _contact_picks(valid or numbers), lm, faces, plate, color, cfg.review_display,
-        cfg.review_view,
-    )  # fmt: skip
+    review = review_transform(color, plate.working_space, plate.source_colorspace, cfg.review)
+    contact = ContactCollector(_contact_picks(valid or numbers), lm, faces, plate, review)
     untouched: list[int] = []
 
     def finalize(tmp: Path) -> None:
@@ -204,7 +203,7 @@ def deliver_version(
     result = write_delivery(
         shot, version, plate, frames, cfg, out_dir, compression=compression,
         review_codec=review_codec, provenance=provenance, ocio_config=ocio_config,
-        progress=progress, on_frame=contact, finalize=finalize,
+        review=review, progress=progress, on_frame=contact, finalize=finalize,
     )  # fmt: skip
     total = time.perf_counter() - t0
     extra: dict[str, Any] = {
@@ -262,7 +261,9 @@ def _write_qc(
     if lm is not None:
         conf = [float(c) if t else 0.0 for c, t in zip(lm.confidence, lm.tracked)]
         jit = [float(x) if np.isfinite(x) else 0.0 for x in jitter(lm.points)]
-    notes = [f"{len(untouched)} frame(s) passed through untouched"] if untouched else []
+    notes = [f"images and review movie: {contact.review.description}"]
+    if untouched:
+        notes.append(f"{len(untouched)} frame(s) passed through untouched")
     notes += filter(None, [finetune_note(curves)])
     write_report(
         folder,

@@ -66,7 +66,7 @@ STAGES: tuple[StageDef, ...] = (
         chunked=True,
         gpu="engine",
     ),
-    StageDef("deliver", 2, "deliver", inputs=("ingest", "track", "finetune", "synth_chunk")),
+    StageDef("deliver", 3, "deliver", inputs=("ingest", "track", "finetune", "synth_chunk")),
 )
 
 _BY_NAME = {s.name: s for s in STAGES}

@@ -22,8 +22,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from av.video.reformatter import Interpolation, VideoReformatter
 from io_media import FPS, START_TC, make_prores, smooth_alpha, smooth_rgb
 
+from pipeline.color import SRGB_TAGS, VideoTags
 from pipeline.errors import EncodeError
 from pipeline.frames import Timecode
 from pipeline.io import ProResWriter, open_plate
@@ -91,14 +93,39 @@ def test_profile_timecode_metadata_and_colour_tags(tmp_path, codec, profile, pix
         assert (frame.color_primaries, frame.color_trc, frame.colorspace) == (1, 1, 1)
 
 
-def test_srgb_transfer_tag(tmp_path: Path):
+@pytest.mark.parametrize(
+    "tags", [SRGB_TAGS, VideoTags(9, 16, 9, "BT.2020 primaries, PQ transfer, BT.2020 matrix")]
+)
+def test_colour_tags_and_matrix_are_what_was_written(tmp_path: Path, tags: VideoTags):
+    """The stream and frames carry the tags, and Y'CbCr is made with the tagged matrix: a
+    saturated colour decodes (by the tagged matrix) to what was written."""
     path = tmp_path / "s.mov"
+    rgb = np.empty((16, 16, 3), np.float32)
+    rgb[...] = (0.8, 0.2, 0.5)
     with ProResWriter(
-        path, width=16, height=16, fps=Fraction(24), codec="prores_422hq", color="srgb"
+        path, width=16, height=16, fps=Fraction(24), codec="prores_422hq", tags=tags
     ) as w:
-        w.write(np.full((16, 16, 3), 0.5, np.float32))
+        w.write(rgb)
     with av.open(str(path)) as c:
-        assert c.streams.video[0].codec_context.color_trc == 13  # iec61966-2-1
+        cc = c.streams.video[0].codec_context
+        assert (cc.color_primaries, cc.color_trc, cc.colorspace) == (
+            tags.primaries,
+            tags.transfer,
+            tags.matrix,
+        )
+        frame = next(c.decode(video=0))
+        assert frame.colorspace == tags.matrix
+        back = (
+            VideoReformatter()
+            .reformat(
+                frame,
+                format="rgb48le",
+                interpolation=Interpolation.BILINEAR | Interpolation.ACCURATE_RND,
+            )
+            .to_ndarray()[8, 8]
+            / 65535.0
+        )
+    np.testing.assert_allclose(back, (0.8, 0.2, 0.5), atol=1.5 / 255)
 
 
 def test_timecode_and_fps_read_from_generated_mov(prores_422):
@@ -143,7 +170,7 @@ def test_bad_frame_is_encode_error_and_leaves_nothing(tmp_path: Path):
         {"codec": "prores_lt"},
         {"width": 15},
         {"fps": Fraction(0)},
-        {"color": "p3"},
+        {"tags": VideoTags(1, 1, 5, "BT.470 BG matrix")},
     ],
 )
 def test_bad_parameters_are_encode_errors(tmp_path: Path, kwargs):

@@ -15,6 +15,7 @@ from pipeline.demo.synthetic import astronaut_head
 from pipeline.errors import (
     EXIT_BAD_INPUT,
     EXIT_CONSENT,
+    ColorError,
     ConsentError,
     DecodeError,
     IdentityError,
@@ -142,3 +143,16 @@ def test_the_workdir_must_be_writable_and_have_room(tmp_path, monkeypatch) -> No
     assert isinstance(problem, WorkdirError)
     # 8 frames of 160×160 at most 24 bytes a pixel
     assert "has 1.0 MB free; shot sh010 needs up to 4.9 MB (8 frames of 160×160" in problem.message
+
+
+def test_the_review_transform_is_checked(tmp_path) -> None:
+    spec = make_shot(tmp_path / "shot")
+    _edit(spec, lambda d: d["output"]["review"].update(display="Rec.1886 Rec.709"))
+    report = preflight(spec)
+    assert _kinds(report) == [ColorError], report.problems
+    assert "review" in str(report.problems[0]) and "Rec.1886 Rec.709 - Display" in str(
+        report.problems[0].hint
+    )
+    _edit(spec, lambda d: d["output"]["review"].update(display=None, look="luts/none.cube"))
+    report = preflight(spec)
+    assert _kinds(report) == [ShotSpecError] and "output.review.look" in str(report.problems[0])

@@ -32,6 +32,7 @@ def make_shot(
     tc: str = "10:00:00:00",
     fps: Fraction = Fraction(25),
 ) -> Path:
+    from pipeline.color import SRGB_TAGS
     from pipeline.io import ProResWriter
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -48,6 +49,7 @@ def make_shot(
             fps=fps,
             codec="prores_422hq",
             timecode=Timecode.parse(tc, fps),
+            tags=SRGB_TAGS,
         ) as w:
             for f in clip:
                 w.write(f.astype(np.float32) / 255.0)

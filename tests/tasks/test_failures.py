@@ -118,3 +118,34 @@ def test_a_stage_failure_reads_as_one_paragraph(tmp_path) -> None:
     logs = likeness("logs", "sh010", "finetune", "--workdir", str(wd))
     assert logs.returncode == EXIT_OK and "Traceback" in logs.stdout
     assert "ConsentError: consent for actor 'astro'" in logs.stdout
+
+
+@pytest.mark.parametrize("room", ["short record", "none"])
+def test_a_full_volume_still_tells_why_the_shot_failed(tmp_path, monkeypatch, capsys, room):
+    """The failure record is written without its traceback when the full one does not fit, and
+    kept in the process when nothing fits: the paragraph and exit status still say why."""
+    from pipeline.errors import DiskFullError, NoFaceError
+    from tasks import base
+    from tasks.cli import main
+
+    real = base.record_state
+
+    def full(wd, shot, task, kind, **info):
+        if kind == "failed" and ("traceback" in info or room == "none"):
+            raise DiskFullError(f"disk full while writing the {task} record")
+        return real(wd, shot, task, kind, **info)
+
+    monkeypatch.setattr(base, "record_state", full)
+    monkeypatch.setattr(base, "UNRECORDED", {})
+    monkeypatch.setattr("tasks.run.UNRECORDED", base.UNRECORDED)
+    spec, wd = grey_plate(tmp_path / "shot"), tmp_path / "wd"
+    rc = main(["submit", str(spec), "--workdir", str(wd), "--no-preflight"])
+    assert rc == NoFaceError.exit_code
+    cap = capsys.readouterr()
+    out = cap.out + cap.err
+    assert "failed: track" in out and "NoFaceError" in out, out
+    records = list(wd.glob("shots/*/logs/*.failed.json"))
+    if room == "none":
+        assert not records and len(base.UNRECORDED) == 1
+    else:
+        assert len(records) == 1 and "traceback" not in records[0].read_text()
