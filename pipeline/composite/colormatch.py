@@ -104,12 +104,16 @@ class GainParams:
         gain_min: smallest gain allowed per channel.
         gain_max: largest gain allowed per channel.
         grid: side of the gain image, in cells.
+        keep_tone: keep the face's own mean colour: the gain's mean per channel is made
+            neutral (its luminance kept), so the plate gives the shading and exposure and the
+            face keeps its skin tone (another actor than the performer).
     """
 
     sigma_px: float = 12.0
     gain_min: float = 0.25
     gain_max: float = 4.0
     grid: int = 32
+    keep_tone: bool = False
 
 
 def estimate_gain(
@@ -151,6 +155,10 @@ def estimate_gain(
     glob = _safe_ratio(glob_p, glob_f)
     reach = mm > 1e-3 * float(mm.max())
     ratio = np.where(reach & (np.abs(fm) > 1e-6), pm / np.where(np.abs(fm) > 1e-6, fm, 1.0), glob)
+    if params.keep_tone:
+        # the matte-weighted mean gain per channel → its luminance on every channel
+        mean = (ratio * mm).reshape(-1, 3).sum(0) / max(float(mm.sum()), 1e-9)
+        ratio = ratio * (float(AP1_TO_XYZ[1] @ mean) / np.maximum(mean, 1e-6))
     return np.clip(ratio, params.gain_min, params.gain_max).astype(np.float32)
 
 

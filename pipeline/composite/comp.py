@@ -20,7 +20,8 @@ import numpy as np
 from pipeline.composite.blend import laplacian_blend, level_footprint, max_levels_for_radius
 from pipeline.composite.colormatch import get_mode
 from pipeline.composite.config import CompositeConfig
-from pipeline.composite.matte import check_crop_size, face_matte
+from pipeline.composite.matte import check_crop_size, face_matte, hull_inside_distance
+from pipeline.composite.register import register_to_plate, sharpness_match, soften
 from pipeline.composite.temporal import (
     edge_band,
     edge_flicker,
@@ -29,6 +30,7 @@ from pipeline.composite.temporal import (
     tracked_runs,
 )
 from pipeline.errors import CompositeError
+from pipeline.warping.maps import rescale_field
 
 
 class CompositedFrame(NamedTuple):
@@ -151,6 +153,7 @@ def composite_frame(
     matte_crop: np.ndarray | None = None,
     color_params: np.ndarray | None = None,
     levels: int | None = None,
+    soften_px: float = 0.0,
 ) -> CompositedFrame:
     """Composite one synthesized face crop into one plate frame.
 
@@ -165,6 +168,8 @@ def composite_frame(
         color_params: colour-match parameters of ``cfg.color_mode`` to apply instead of
             estimating them (e.g. the temporally smoothed ones).
         levels: pyramid levels, instead of ``cfg.pyramid_levels``.
+        soften_px: blur of the crop (crop pixels) that matches its sharpness to the plate's
+            (:func:`pipeline.composite.register.sharpness_match`); 0 is none.
 
     Returns:
         the :class:`CompositedFrame`.
@@ -195,16 +200,25 @@ def composite_frame(
         )
     s = crop.shape[0]
     inv = _check_matrix(inverse, "inverse")
+    cfg_s = cfg.at_size(s)
     if matte_crop is None:
-        matte_crop = face_matte(points_crop, s, cfg)
-    elif matte_crop.shape != (s, s) or matte_crop.dtype != np.float32:
+        matte_crop = face_matte(points_crop, s, cfg_s)
+    elif (
+        matte_crop.ndim != 2
+        or matte_crop.shape[0] != matte_crop.shape[1]
+        or matte_crop.dtype not in (np.float32, np.float16)
+    ):
         raise CompositeError(
-            f"matte_crop must be {s}×{s} float32, got {matte_crop.shape} {matte_crop.dtype}"
+            f"matte_crop must be M×M float32, got {matte_crop.shape} {matte_crop.dtype}"
         )
+    matte_crop = matte_at(matte_crop, s)
     mode = get_mode(cfg.color_mode)
-    if color_params is None:
+    if cfg.register > 0 or color_params is None:
         plate_crop = plate_to_crop(plate, inv, s)
-        color_params = mode.estimate(crop, plate_crop, matte_crop, cfg.gain_params())
+        crop = register_to_plate(crop, plate_crop, cfg.register, cfg_s.register_blur_px)
+    crop = soften(crop, soften_px)
+    if color_params is None:
+        color_params = mode.estimate(crop, plate_crop, matte_crop, cfg_s.gain_params())
     matched = mode.apply(crop, color_params)
     levels = cfg.pyramid_levels if levels is None else levels
     h, w = plate.shape[:2]
@@ -226,6 +240,15 @@ def composite_frame(
     premult[y0:y1, x0:x1, 3] = m
     matte[y0:y1, x0:x1] = m
     return CompositedFrame(comp, premult, matte)
+
+
+def matte_at(matte: np.ndarray, size: int) -> np.ndarray:
+    """A crop-space matte (M×M) at crop side ``size`` (bilinear, same alignment), float32 in
+    [0, 1]."""
+    m = np.asarray(matte, np.float32)
+    if m.shape[0] == size:
+        return m
+    return np.clip(rescale_field(m[:, :, None], size)[:, :, 0], 0.0, 1.0)
 
 
 def _crop_footprint(
@@ -273,11 +296,13 @@ class CompositeSequence:
     Attributes:
         untouched: indices (into the sequence) of frames passed through untouched, for QC.
         levels: the pyramid level count used for every frame of the shot.
-        mattes_crop: N×S×S float32 in [0, 1], the smoothed crop-space mattes (zeros where
-            untracked).
+        mattes_crop: N×M×M float16 in [0, 1], the smoothed crop-space mattes at the matte size
+            M = min(S, ``cfg.matte_size``) (zeros where untracked).
         color_params: per-frame colour parameters after smoothing (``None`` where untracked).
         flicker_raw: :func:`edge_flicker` of the crop-space mattes before smoothing.
         flicker_smoothed: the same after smoothing, on the same pixels.
+        soften_px: the blur that matches the faces' sharpness to the plate's (crop pixels).
+        detail_before: the faces' detail over the plate's before that blur (median).
     """
 
     def __init__(
@@ -288,6 +313,8 @@ class CompositeSequence:
         inverses: np.ndarray,
         tracked: np.ndarray,
         cfg: CompositeConfig,
+        matte_points: np.ndarray | None = None,
+        other_actor: np.ndarray | None = None,
     ) -> None:
         self.cfg = cfg.checked()
         self.frames = frames
@@ -296,11 +323,19 @@ class CompositeSequence:
         self.tracked = np.asarray(tracked, bool)
         self.points = np.asarray(points_crop, np.float64)
         self.inverses = np.asarray(inverses, np.float64)
-        for name, arr, shape in (
+        self.matte_points = None if matte_points is None else np.asarray(matte_points, np.float64)
+        self.other_actor = (
+            np.zeros(n, bool) if other_actor is None else np.asarray(other_actor, bool)
+        )
+        checks = [
             ("tracked", self.tracked, (n,)),
             ("points_crop", self.points, (n, 68, 2)),
             ("inverses", self.inverses, (n, 2, 3)),
-        ):
+            ("other_actor", self.other_actor, (n,)),
+        ]
+        if self.matte_points is not None:
+            checks.append(("matte_points", self.matte_points, (n, 68, 2)))
+        for name, arr, shape in checks:
             if arr.shape != shape:
                 raise CompositeError(
                     f"{name} must have shape {shape} for {n} frames, got {arr.shape}"
@@ -330,6 +365,20 @@ class CompositeSequence:
             raise CompositeError(f"frame index {i} is tracked but has no synthesized crop")
         return np.asarray(crop)
 
+    def _mattes(self, idx: np.ndarray, s: int) -> np.ndarray:
+        """N×M×M float32 raw crop-space mattes at the matte size M: the driving landmarks'
+        matte, and the plate performer's where given (their union: the whole plate face is
+        covered even when the actor's face shape is smaller)."""
+        m = min(s, self.cfg.matte_size)
+        cfg_m = self.cfg.at_size(m)
+        raw = np.zeros((len(self), m, m), np.float32)
+        for i in idx:
+            raw[i] = face_matte(self.points[i] * (m / s), m, cfg_m)
+            if self.matte_points is not None and np.isfinite(self.matte_points[i]).all():
+                plate_face = face_matte(self.matte_points[i] * (m / s), m, cfg_m)
+                np.maximum(raw[i], plate_face, out=raw[i])
+        return raw
+
     def _prepass(self) -> None:
         idx = np.nonzero(self.tracked)[0]
         if len(idx) == 0:
@@ -337,19 +386,19 @@ class CompositeSequence:
         else:
             s = check_crop_size(int(self._crop(int(idx[0])).shape[0]))
         n = len(self)
-        raw = np.zeros((n, s, s), np.float32)
-        for i in idx:
-            raw[i] = face_matte(self.points[i], s, self.cfg)
+        raw = self._mattes(idx, s)
         smoothed = snap_matte(
             smooth_over_time(raw, self.cfg.temporal_matte, self.tracked), self.cfg.matte_snap
         )
         smoothed[~self.tracked] = 0.0
-        self.mattes_crop = smoothed
+        self.mattes_crop = smoothed.astype(np.float16)
         self.flicker_raw, self.flicker_smoothed = _runs_flicker(raw, smoothed, self.tracked)
 
         params: list[np.ndarray | None] = [None] * n
-        gp = self.cfg.gain_params()
+        samples: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        picks = set(idx[np.linspace(0, len(idx) - 1, min(8, len(idx))).astype(int)].tolist())
         for i in idx:
+            cfg_s = self._cfg(int(i)).at_size(s)
             crop = self._crop(int(i))
             plate = np.asarray(self.frames[int(i)])
             if plate.ndim != 3 or plate.shape[2] != 3 or plate.dtype != np.float32:
@@ -362,7 +411,13 @@ class CompositeSequence:
                     f"crop {i} must be {s}×{s}×3 float32 like the first, got {crop.shape} {crop.dtype}"
                 )
             plate_crop = plate_to_crop(plate, self.inverses[i], s)
-            params[int(i)] = self._mode.estimate(crop, plate_crop, smoothed[i], gp)
+            crop = register_to_plate(crop, plate_crop, cfg_s.register, cfg_s.register_blur_px)
+            matte = matte_at(smoothed[i], s)
+            gp = cfg_s.gain_params()
+            params[int(i)] = self._mode.estimate(crop, plate_crop, matte, gp)
+            if int(i) in picks:  # sharpness is compared after the light match (same exposure)
+                hull = hull_inside_distance(self.points[i], s) > 0
+                samples[int(i)] = (self._mode.apply(crop, params[int(i)]), plate_crop, hull)
         if len(idx):
             stack = np.stack([params[int(i)] for i in idx])
             full = np.zeros((n,) + stack.shape[1:], np.float32)
@@ -371,8 +426,19 @@ class CompositeSequence:
             for i in idx:
                 params[int(i)] = full[i]
         self.color_params = params
-        radii = [core_radius(smoothed[i], self.inverses[i]) for i in idx]
+        self.soften_px, self.detail_before = 0.0, float("nan")
+        if self.cfg.match_sharpness and samples:
+            f, p, m_ = (list(x) for x in zip(*samples.values()))
+            k = float(np.median([np.sqrt(abs(np.linalg.det(self.inverses[i][:, :2])))
+                                 for i in samples]))  # fmt: skip
+            self.soften_px, self.detail_before = sharpness_match(f, p, m_, k)
+        m = smoothed.shape[1]
+        radii = [core_radius(smoothed[i], _scaled_inverse(self.inverses[i], s / m)) for i in idx]
         self.levels = max_levels_for_radius(min(radii), self.cfg.pyramid_levels) if radii else 0
+
+    def _cfg(self, i: int) -> CompositeConfig:
+        """Frame ``i``'s config: the ``cross_`` settings where its performer is another person."""
+        return self.cfg.for_performer(bool(self.other_actor[i]))
 
     def frame(self, i: int) -> CompositedFrame:
         """The composited frame at index ``i`` (random access, e.g. for a frame-range chunk)."""
@@ -387,15 +453,24 @@ class CompositeSequence:
             self._crop(i),
             self.points[i],
             self.inverses[i],
-            self.cfg,
+            self._cfg(i),
             matte_crop=self.mattes_crop[i],
             color_params=self.color_params[i],
             levels=self.levels,
+            soften_px=self.soften_px,
         )
 
     def __iter__(self) -> Iterator[CompositedFrame]:
         for i in range(len(self)):
             yield self.frame(i)
+
+
+def _scaled_inverse(inverse: np.ndarray, f: float) -> np.ndarray:
+    """The crop → plate transform of the same crop sampled ``1/f`` as finely (pixel ``p`` of
+    the coarser crop is pixel ``f·p`` of the original)."""
+    out = np.array(inverse, np.float64)
+    out[:, :2] *= f
+    return out
 
 
 def _runs_flicker(
@@ -422,6 +497,8 @@ def composite_sequence(
     inverses: np.ndarray,
     tracked: np.ndarray,
     cfg: CompositeConfig,
+    matte_points: np.ndarray | None = None,
+    other_actor: np.ndarray | None = None,
 ) -> CompositeSequence:
     """Composite a shot: one synthesized crop per tracked plate frame.
 
@@ -434,6 +511,11 @@ def composite_sequence(
         inverses: N×2×3 float, crop pixel → plate pixel per frame (NaN allowed where untracked).
         tracked: N bool; False frames pass the plate through untouched.
         cfg: the composite config.
+        matte_points: N×68×2 float, the plate performer's landmarks in crop pixels: the matte
+            covers their face too (None: the driving landmarks' alone).
+        other_actor: N bool, frames whose performer is another person than the actor: they
+            take the ``cross_`` settings and, under ``tone: auto``, keep the actor's skin tone;
+            None: none.
 
     Returns:
         a :class:`CompositeSequence`: iterate it for ``(composite H×W×3, face_premult H×W×4,
@@ -442,4 +524,6 @@ def composite_sequence(
     Raises:
         CompositeError: invalid config, mismatched lengths or shapes, NaN on a tracked frame.
     """
-    return CompositeSequence(frames, crops, points_crop, inverses, tracked, cfg)
+    return CompositeSequence(
+        frames, crops, points_crop, inverses, tracked, cfg, matte_points, other_actor
+    )

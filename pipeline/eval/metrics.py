@@ -51,12 +51,16 @@ def ssim(pred: np.ndarray, truth: np.ndarray) -> float:
     return ssim_full(pred, truth)[0]
 
 
-def face_weights(points: np.ndarray, size: int) -> np.ndarray:
-    """The region a composite keeps: the production face matte of ``points`` (68×2 crop
-    pixels), :func:`pipeline.composite.matte.face_matte` with the default
-    :class:`~pipeline.composite.config.CompositeConfig` → size×size float32 in 0..1."""
+#: The harness's face region: the matte of the 128-px composite (its edge inside the landmark
+#: hull), fixed so that the harness's figures stay comparable whatever the composite's defaults.
+EVAL_MATTE = CompositeConfig(erode_px=2.0, feather_px=8.0)
 
-    return face_matte(np.asarray(points, np.float64), size, CompositeConfig())
+
+def face_weights(points: np.ndarray, size: int) -> np.ndarray:
+    """The region the harness scores: :func:`pipeline.composite.matte.face_matte` of ``points``
+    (68×2 crop pixels) with :data:`EVAL_MATTE` → size×size float32 in 0..1."""
+
+    return face_matte(np.asarray(points, np.float64), size, EVAL_MATTE)
 
 
 def face_ssim(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray) -> float:

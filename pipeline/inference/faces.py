@@ -1,8 +1,11 @@
 """A synthesis chunk's output: the actor's face crop per plate frame, and ``faces.npz``.
 
-``faces.npz`` (schema ``likeness.faces/1``) holds, per plate frame: the face crop (S×S×3
-float16, display sRGB), its landmarks in crop pixels, the crop→plate transform and a ``valid``
-flag (False where tracking failed: nothing is synthesized there).
+``faces.npz`` (schema ``likeness.faces/2``) holds, per plate frame: the face crop (R×R×3
+float16, display sRGB; R is the shot's render size, about one crop pixel per plate pixel, or
+the network's size on the ``network`` render path), its landmarks in crop pixels, the
+crop→plate transform, a ``valid`` flag (False where tracking failed: nothing is synthesized
+there) and a ``retargeted`` flag (the performer is not the actor: the composite keeps the
+actor's skin tone). A ``likeness.faces/1`` file is refused (its stage is recomputed).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pipeline.errors import SchemaError, StageError
 from pipeline.io.plate_cache import CachedPlate
 from pipeline.npz import read_sidecar
 
-FACES_SCHEMA = "likeness.faces/1"
+FACES_SCHEMA = "likeness.faces/2"
 
 
 FACES_FILE = "faces.npz"
@@ -28,10 +31,18 @@ class Faces:
     """Synthesized crops of one chunk (see the module docstring for the arrays)."""
 
     frames: np.ndarray  # N int64 plate frame numbers
-    faces: np.ndarray  # N×S×S×3 float16, display sRGB (zeros where not valid)
+    faces: np.ndarray  # N×R×R×3 float16, display sRGB (zeros where not valid)
     points: np.ndarray  # N×68×2 float32 crop pixels (NaN where not valid)
     inverse: np.ndarray  # N×2×3 float64 crop pixel → plate pixel (NaN where not valid)
     valid: np.ndarray  # N bool
+    retargeted: np.ndarray | None = None  # N bool; None: all False
+
+    @property
+    def flags(self) -> np.ndarray:
+        """N bool: :attr:`retargeted`, all False when unset."""
+        if self.retargeted is None:
+            return np.zeros(len(self.frames), bool)
+        return np.asarray(self.retargeted, bool)
 
 
 def save_faces(path: Path, faces: Faces) -> Path:
@@ -43,6 +54,7 @@ def save_faces(path: Path, faces: Faces) -> Path:
         points=faces.points,
         inverse=faces.inverse,
         valid=faces.valid,
+        retargeted=faces.flags,
     )
 
 
@@ -54,9 +66,9 @@ def load_faces(path: Path) -> Faces:
             the wrong type or shape.
     """
     fix = "rerun that synthesis chunk"
-    names = ("frames", "faces", "points", "inverse", "valid")
+    names = ("frames", "faces", "points", "inverse", "valid", "retargeted")
     z = read_sidecar(path, SchemaError, "faces file", fix, FACES_SCHEMA, names)
-    frames, faces, points, inverse, valid = (z[k] for k in names)
+    frames, faces, points, inverse, valid, retargeted = (z[k] for k in names)
     n = len(frames) if frames.ndim == 1 else -1
     if (
         frames.dtype.kind not in "iu"
@@ -70,14 +82,16 @@ def load_faces(path: Path) -> Faces:
         or inverse.dtype.kind != "f"
         or valid.shape != (n,)
         or valid.dtype != bool
+        or retargeted.shape != (n,)
+        or retargeted.dtype != bool
     ):
         raise SchemaError(
             f"{path}: malformed faces: "
             + ", ".join(f"{k} {z[k].dtype} {z[k].shape}" for k in names)
-            + " (want N int, N×S×S×3, N×68×2, N×2×3 float, N bool)",
+            + " (want N int, N×R×R×3, N×68×2, N×2×3 float, N bool, N bool)",
             fix,
         )
-    return Faces(frames, faces, points, inverse, valid)
+    return Faces(frames, faces, points, inverse, valid, retargeted)
 
 
 def join_faces(chunks: list[Faces], plate: CachedPlate) -> Faces:
@@ -91,5 +105,11 @@ def join_faces(chunks: list[Faces], plate: CachedPlate) -> Faces:
             f"the plate holds {plate.frames}",
             "rerun the synthesis stage",
         )
+    sizes = {c.faces.shape[1] for c in chunks}
+    if len(sizes) > 1:
+        raise StageError(
+            f"synthesis chunks were rendered at different sizes: {sorted(sizes)}",
+            "rerun the synthesis stage",
+        )
     cat = lambda name: np.concatenate([getattr(c, name) for c in chunks])  # noqa: E731
-    return Faces(frames, cat("faces"), cat("points"), cat("inverse"), cat("valid"))
+    return Faces(frames, cat("faces"), cat("points"), cat("inverse"), cat("valid"), cat("flags"))

@@ -25,8 +25,8 @@ class ContactCollector:
 
     Called with each delivered frame and its review rendering (``on_frame`` of
     :func:`pipeline.delivery.write.write_delivery`); keeps a :class:`ContactRow` for the frames in
-    ``picks``: the plate, its landmarks, the synthesized crop, the composite and their
-    difference, all uint8 through the review's transform (the plate's encoding by default).
+    ``picks``: the plate, its landmarks, the synthesized crop, the composite, their
+    difference, and the face of the plate and of the delivery at 1:1, all uint8 through the review's transform (the plate's encoding by default).
 
     Attributes:
         picks: the plate frame numbers to keep.
@@ -53,18 +53,42 @@ class ContactCollector:
         comp_disp = _to8(disp)
         diff = np.abs(comp_disp.astype(np.int16) - plate_disp.astype(np.int16))
         diff = np.clip(diff * 4, 0, 255).astype(np.uint8)  # ×4 so small changes show
-        lms = crop = None
+        lms = crop = face_plate = face_delivered = None
         if self.lm is not None:
             i = self.lm.index(fr.number)
             lms = overlay_frame(
                 plate_disp, self.lm.points[i], float(self.lm.confidence[i]),
                 bool(self.lm.tracked[i]),
             )  # fmt: skip
+            box = face_box(self.lm.points[i], plate_disp.shape[:2])
+            if box is not None:
+                face_plate, face_delivered = plate_disp[box], comp_disp[box]
         if self.faces is not None:
             i = fr.number - int(self.faces.frames[0])
             if self.faces.valid[i]:
                 crop = _to8(np.asarray(self.faces.faces[i], np.float32))  # S×S×3 display sRGB
-        self.rows.append(ContactRow(fr.number, plate_disp, lms, crop, comp_disp, diff))
+        self.rows.append(
+            ContactRow(fr.number, plate_disp, lms, crop, comp_disp, diff, face_plate,
+                       face_delivered)
+        )  # fmt: skip
+
+
+def face_box(
+    points: np.ndarray, shape: tuple[int, int], margin: float = 0.25
+) -> tuple[slice, slice] | None:
+    """The plate pixels around a face: its landmark box grown by ``margin`` of its size on each
+    side (the forehead and jaw line included), clipped to the frame; None without landmarks."""
+    pts = np.asarray(points, np.float64)
+    if not np.isfinite(pts).all():
+        return None
+    lo, hi = pts.min(0), pts.max(0)
+    pad = margin * (hi - lo)
+    h, w = shape
+    x0, y0 = np.maximum(np.floor(lo - pad).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(hi + pad).astype(int), (w, h))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return slice(y0, y1), slice(x0, x1)
 
 
 def _to8(a: np.ndarray) -> np.ndarray:

@@ -38,7 +38,11 @@ COLUMNS = {
     "crop": "Synthesized crop",
     "composite": "Composite",
     "difference": "Difference",
+    "face_plate": "Plate face, 1:1",
+    "face_delivered": "Delivered face, 1:1",
 }
+#: Columns shown at 100 % (one image pixel per plate pixel), never scaled down.
+ONE_TO_ONE = {"face_plate", "face_delivered"}
 
 #: Largest width at which a contact-sheet image is shown, in CSS pixels.
 THUMB_WIDTH = 220
@@ -56,6 +60,8 @@ class ContactRow:
         composite: H×W×3 uint8, display sRGB, RGB: the composite.
         difference: H×W×3 (or H×W) uint8, display: the difference composite vs plate, as the
             caller chose to scale it.
+        face_plate: h×w×3 uint8, display: the plate around the face, at 1:1 (plate pixels).
+        face_delivered: h×w×3 uint8, display: the delivered frame over the same pixels.
     """
 
     frame: int
@@ -64,6 +70,8 @@ class ContactRow:
     crop: np.ndarray | None = None
     composite: np.ndarray | None = None
     difference: np.ndarray | None = None
+    face_plate: np.ndarray | None = None
+    face_delivered: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -352,13 +360,13 @@ def _contact_sheet(
     )
     for row, cells in zip(ctx.contact_sheet, sheet, strict=True):
         out.append(f"<tr><th>{_e(row.frame)}</th>")
-        for col, cell in zip(COLUMNS.values(), cells, strict=True):
+        for (key, col), cell in zip(COLUMNS.items(), cells, strict=True):
             if cell is None:
                 out.append('<td class="na">n/a</td>')
                 continue
             name, img = cell
             h, wd = img.shape[:2]
-            dw = min(wd, THUMB_WIDTH)
+            dw = wd if key in ONE_TO_ONE else min(wd, THUMB_WIDTH)
             dh = max(1, round(h * dw / wd))
             out.append(
                 f'<td class="img"><a href="{_e(name)}"><img src="{_e(name)}" '

@@ -84,15 +84,20 @@ class ReferencesParams:
         max_references: at most this many references (K) are kept, in the order given.
         max_pixels: the largest image read (checked on the header, before decoding).
         upsample: dlib HOG pyramid upsampling for stills (small faces in paintings).
+        hires_max: the largest full-resolution crop kept per reference (the render's source of
+            detail); below it, the largest reference's own resolution, rounded up to 32.
     """
 
     frames_per_clip: int = 8
     max_references: int = 32
     max_pixels: int = 8192 * 8192
     upsample: int = 1
+    hires_max: int = 1024
 
     def validate(self) -> list[tuple[str, str]]:
         out = []
+        if not 128 <= self.hires_max <= 4096:
+            out.append(("hires_max", f"got {self.hires_max}, expected 128..4096 pixels"))
         if not 1 <= self.max_references <= 32:
             out.append(("max_references", f"got {self.max_references}, expected 1..32 (K)"))
         if self.frames_per_clip < 1:
@@ -145,19 +150,29 @@ def prepare_references(paths: list[Path], cfg: ReferencesParams, size: int) -> R
     """
     find = FaceFinder(cfg.upsample)
     images = [im for p in paths for im in read_reference(p, cfg)]
-    crops, points, sources, faceless = [], [], [], []
+    found, faceless = [], []
     for name, img in images[: cfg.max_references]:
         dets = find(img)
         if not dets:
             faceless.append(name)
             continue
-        face = align_image(img, dets[0].points, size)  # the largest face
-        crops.append(face.crop)
-        points.append(face.points_in_crop.astype(np.float32))
-        sources.append(name)
+        found.append((name, img, dets[0].points))  # the largest face
     if faceless:
         raise NoFaceError(
             f"no face found in {len(faceless)} reference(s): {', '.join(faceless)}",
             "remove them from actor.references, or crop them closer to the face",
         )
-    return References(np.stack(crops).astype(np.uint8), np.stack(points), tuple(sources))
+    faces = [align_image(img, pts, size) for _, img, pts in found]
+    # the crop side at which each reference is 1:1: size / (crop pixels per image pixel)
+    native = np.array(
+        [size / np.sqrt(abs(np.linalg.det(f.transform[:, :2]))) for f in faces], np.float32
+    )
+    hi = int(min(cfg.hires_max, max(size, 32 * int(np.ceil(float(native.max()) / 32)))))
+    hires = [align_image(img, pts, hi).crop for _, img, pts in found] if hi > size else None
+    return References(
+        np.stack([f.crop for f in faces]).astype(np.uint8),
+        np.stack([f.points_in_crop.astype(np.float32) for f in faces]),
+        tuple(name for name, _, _ in found),
+        None if hires is None else np.stack(hires).astype(np.uint8),
+        native,
+    )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from pipeline.color import ColorPipeline
@@ -35,6 +36,7 @@ from pipeline.io.plate_cache import CachedPlate, load_cached_plate
 from pipeline.landmarks.sidecar import Landmarks, load_landmarks
 from pipeline.provenance import append_audit, provenance_attrs
 from pipeline.qc.contact import ContactCollector, finetune_note, training_curves
+from pipeline.qc.detail import detail_ratio
 from pipeline.qc.report import ReportContext, write_report
 from pipeline.qc.tracking import jitter
 from pipeline.stages.track import LANDMARKS_FILE
@@ -44,6 +46,7 @@ from pipeline.workspace import read_manifest
 CONTACT_ROWS = 4
 #: The per-frame measures the QC page plots.
 _DIFF, _COVER = "mean |composite - plate| (linear)", "matte coverage (fraction of frame)"
+_DETAIL = "detail, delivered / plate (LoG σ=1 in the face hull)"
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ def deliver_version(
     """
     color = ColorPipeline(ocio_config)
     numbers = list(plate.frames)
-    metrics: dict[str, list[float]] = {_DIFF: [], _COVER: []}
+    metrics: dict[str, list[float]] = {_DIFF: [], _COVER: [], _DETAIL: []}
     timings = {"composite_s": 0.0}
     seq = None
     if faces is not None:
@@ -182,8 +185,9 @@ def deliver_version(
             plates, FaceCrops(faces, color, plate.working_space),
             faces.points.astype(np.float64), faces.inverse.astype(np.float64),
             faces.valid.astype(bool), composite_cfg,
+            matte_points=_plate_points_in_crop(lm, faces), other_actor=faces.flags,
         )  # fmt: skip
-        frames: Iterator[DeliveredFrame] = _composited(seq, plates, faces, metrics, timings)
+        frames: Iterator[DeliveredFrame] = _composited(seq, plates, faces, lm, metrics, timings)
     else:
         frames = plate_frames(plate)
     valid = [n for n, v in zip(numbers, faces.valid) if v] if faces is not None else numbers
@@ -214,13 +218,35 @@ def deliver_version(
     }
     if seq is not None:
         extra["edge_flicker"] = {"raw": seq.flicker_raw, "smoothed": seq.flicker_smoothed}
+        extra["sharpness_match"] = {
+            "soften_px": seq.soften_px,
+            "detail_before": None if not np.isfinite(seq.detail_before) else seq.detail_before,
+        }
     return result, extra
+
+
+def _plate_points_in_crop(lm: Landmarks | None, faces: Faces) -> np.ndarray | None:
+    """N×68×2 float64: the plate performer's landmarks in each frame's crop pixels (NaN where
+    a frame has none), so that the matte covers their whole face."""
+    if lm is None:
+        return None
+    out = np.full((len(faces.frames), 68, 2), np.nan)
+    for i, n in enumerate(faces.frames):
+        if not faces.valid[i]:
+            continue
+        j = lm.index(int(n))
+        if not lm.tracked[j] or not np.isfinite(lm.points[j]).all():
+            continue
+        fwd = cv2.invertAffineTransform(faces.inverse[i].astype(np.float64))
+        out[i] = lm.points[j].astype(np.float64) @ fwd[:, :2].T + fwd[:, 2]
+    return out
 
 
 def _composited(
     seq: Any,
     plates: PlateFrames,
     faces: Faces,
+    lm: Landmarks | None,
     metrics: dict[str, list[float]],
     timings: dict[str, float],
 ) -> Iterator[DeliveredFrame]:
@@ -232,6 +258,10 @@ def _composited(
         timings["composite_s"] += time.perf_counter() - t0
         metrics[_DIFF].append(float(np.abs(comp - plates[i]).mean()))
         metrics[_COVER].append(float(matte.mean()))
+        detail = float("nan")
+        if lm is not None and faces.valid[i]:
+            detail = detail_ratio(comp, plates[i], lm.points[lm.index(n)])
+        metrics[_DETAIL].append(0.0 if not np.isfinite(detail) else detail)
         yield DeliveredFrame(n, comp, face, None, bool(faces.valid[i]))
 
 

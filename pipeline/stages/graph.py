@@ -55,12 +55,12 @@ STAGES: tuple[StageDef, ...] = (
         ignore=("smoothing", "max_gap_interpolate", "crop_size"),
     ),
     StageDef("track", 1, "track", inputs=("ingest", "track_chunk")),
-    StageDef("references", 1, "references"),
+    StageDef("references", 2, "references"),
     StageDef("finetune", 1, "finetune", inputs=("references",), gpu="finetune"),
     StageDef("export", 1, "engine", inputs=("finetune",), gpu="engine"),
     StageDef(
         "synth_chunk",
-        1,
+        2,
         "synth",
         inputs=("ingest", "track", "references", "finetune", "export"),
         chunked=True,
@@ -104,6 +104,9 @@ def wants_gpu(stage: StageDef, profile: Any, cuda: bool | None) -> bool:
     """
     if stage.gpu is None:
         return False
+    synth = getattr(profile, "synth", None)
+    if stage.name == "synth_chunk" and getattr(synth, "runs_network", True) is False:
+        return False  # the plate render without the network's correction needs no engine
     request: GpuRequest = getattr(profile, stage.gpu).gpu_request()
     if request == "auto":
         return True if cuda is None else cuda

@@ -1,5 +1,5 @@
 """The references stage: the actor's stills and clips, faces found and aligned to the
-fine-tuned network's crop size, into ``refs.npz`` and a contact sheet."""
+fine-tuned network's crop size and at full resolution, into ``refs.npz`` and a contact sheet."""
 
 from __future__ import annotations
 
@@ -33,4 +33,10 @@ def run_references(
         sheet = np.concatenate(list(refs.crops), axis=1)
         with atomic_path(tmp / "references.png") as p:
             cv2.imwrite(str(p), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    return {"count": len(refs.sources), "sources": list(refs.sources), "crop_size": refs.size}
+    return {
+        "count": len(refs.sources),
+        "sources": list(refs.sources),
+        "crop_size": refs.size,
+        "detail_size": refs.detail_size,
+        "native_sizes": [round(float(v), 1) for v in refs.native_sizes],
+    }

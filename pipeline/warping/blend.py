@@ -11,7 +11,7 @@ from pipeline.errors import WarpInputError
 from pipeline.warping.remap import remap
 
 
-def _luma8(image: np.ndarray) -> np.ndarray:
+def luma8(image: np.ndarray) -> np.ndarray:
     """S×S×3 float display sRGB → S×S uint8 luma (Rec.709 weights on the encoded values)."""
     y = np.asarray(image, np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
     return np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8)
@@ -25,8 +25,8 @@ def blend_flows(warped: Sequence[np.ndarray], weights: Sequence[float]) -> list[
     """
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     plain = weighted_sum(warped, weights)
-    base = _luma8(plain)
-    return [dis.calc(base, _luma8(img), None) for img in warped]
+    base = luma8(plain)
+    return [dis.calc(base, luma8(img), None) for img in warped]
 
 
 def weighted_sum(images: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:

@@ -44,6 +44,24 @@ def control_points(
     return dst_all, np.concatenate([src, apply_similarity(glob, anchors)]), glob, pix
 
 
+def mesh_at(
+    dst_all: np.ndarray, src_all: np.ndarray, glob: np.ndarray, pix: np.ndarray
+) -> np.ndarray:
+    """The piecewise-affine warp through :func:`control_points`' points, at the P×2 target
+    positions ``pix`` → P×2 float64 source positions (the similarity outside the mesh)."""
+    # QJ joggles coincident points (a closed mouth's inner lip) so every point is a vertex.
+    tri = Delaunay(dst_all, qhull_options="QJ")
+    simplex = tri.find_simplex(pix)  # P, −1 outside the hull
+    inside = simplex >= 0
+    s = np.where(inside, simplex, 0)
+    trans = tri.transform[s]  # P×3×2
+    b01 = np.einsum("pij,pj->pi", trans[:, :2], pix - trans[:, 2])  # P×2
+    bary = np.concatenate([b01, 1.0 - b01.sum(1, keepdims=True)], 1)  # P×3
+    verts = tri.simplices[s]  # P×3
+    mapped = (bary[..., None] * src_all[verts]).sum(1)  # P×2
+    return np.where(inside[:, None], mapped, apply_similarity(glob, pix))
+
+
 def warp_map(src_points: np.ndarray, dst_points: np.ndarray, size: int) -> np.ndarray:
     """Dense backward map of the piecewise-affine warp taking ``src_points`` to ``dst_points``.
 
@@ -59,15 +77,4 @@ def warp_map(src_points: np.ndarray, dst_points: np.ndarray, size: int) -> np.nd
         WarpInputError: wrong shapes or non-finite points.
     """
     dst_all, src_all, glob, pix = control_points(src_points, dst_points, size)
-    # QJ joggles coincident points (a closed mouth's inner lip) so every point is a vertex.
-    tri = Delaunay(dst_all, qhull_options="QJ")
-    simplex = tri.find_simplex(pix)  # P, −1 outside the hull
-    inside = simplex >= 0
-    s = np.where(inside, simplex, 0)
-    trans = tri.transform[s]  # P×3×2
-    b01 = np.einsum("pij,pj->pi", trans[:, :2], pix - trans[:, 2])  # P×2
-    bary = np.concatenate([b01, 1.0 - b01.sum(1, keepdims=True)], 1)  # P×3
-    verts = tri.simplices[s]  # P×3
-    mapped = (bary[..., None] * src_all[verts]).sum(1)  # P×2
-    mapped = np.where(inside[:, None], mapped, apply_similarity(glob, pix))
-    return mapped.reshape(size, size, 2).astype(np.float32)  # size×size×2
+    return mesh_at(dst_all, src_all, glob, pix).reshape(size, size, 2).astype(np.float32)

@@ -25,5 +25,11 @@ def tps_map(src_points: np.ndarray, dst_points: np.ndarray, size: int) -> np.nda
     Arguments, result and errors are :func:`warp_map`'s.
     """
     dst_all, src_all, _, pix = control_points(src_points, dst_points, size)
+    return tps_at(dst_all, src_all, pix).reshape(size, size, 2).astype(np.float32)
+
+
+def tps_at(dst_all: np.ndarray, src_all: np.ndarray, pix: np.ndarray) -> np.ndarray:
+    """The spline through :func:`~pipeline.warping.mesh.control_points`' points, at the P×2
+    target positions ``pix`` → P×2 float64 source positions."""
     spline = RBFInterpolator(dst_all, src_all, kernel="thin_plate_spline", smoothing=TPS_SMOOTHING)
-    return spline(pix).reshape(size, size, 2).astype(np.float32)  # size×size×2
+    return spline(pix)

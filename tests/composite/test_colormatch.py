@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -17,12 +18,15 @@ from pipeline.composite.colormatch import (
 from pipeline.composite.comp import plate_to_crop
 from pipeline.errors import CompositeError
 
+#: The 128-px composite's matte (its edge inside the hull), which these tests were written for.
+INSIDE = CompositeConfig(erode_px=2.0, feather_px=8.0)
+
 
 @pytest.fixture(scope="module")
 def pair(shot):
     """(plate crop S×S×3 linear, matte S×S) of the astronaut's first frame."""
     pc = plate_to_crop(shot.frames[0], shot.inverses[0], shot.crop_size)
-    return pc, face_matte(shot.points_crop[0], shot.crop_size, CompositeConfig())
+    return pc, face_matte(shot.points_crop[0], shot.crop_size, INSIDE)
 
 
 def test_lab_golden_and_round_trip():
@@ -95,3 +99,25 @@ def test_bad_inputs(pair):
         color_match(pc, pc, m, "histogram")
     with pytest.raises(CompositeError):
         MODES["lab_stats"].apply(pc, np.zeros((3, 3), np.float32))
+
+
+def test_keep_tone_takes_the_plates_light_but_not_its_colour(pair):
+    """Another actor: the plate's shading and exposure, the face's own mean colour."""
+    pc, m = pair
+    face = pc * np.float32([0.6, 0.8, 1.0])  # the face's own (cooler) tone
+    shade = np.linspace(0.7, 1.3, pc.shape[1], dtype=np.float32)[None, :, None]
+    plate = pc * shade  # the plate: the same face, lit from one side
+    full = estimate_gain(face, plate, m, GainParams(sigma_px=4.0, grid=64))
+    keep = estimate_gain(face, plate, m, GainParams(sigma_px=4.0, grid=64, keep_tone=True))
+    w = cv2.resize(m, (64, 64), interpolation=cv2.INTER_AREA)
+    mean = lambda g: (g * w[..., None]).reshape(-1, 3).sum(0)  # noqa: E731
+    f, k = mean(full), mean(keep)
+    assert f[0] / f[2] > 1.5  # the full match undoes the face's tone ...
+    assert abs(k[0] / k[2] - 1.0) < 0.05  # ... keeping it leaves it
+    # both keep the plate's left-to-right light, across the face
+    cols = np.nonzero(w.max(0) > 0.9)[0]
+    left, right = cols[: len(cols) // 4], cols[-len(cols) // 4 :]
+    for g in (full, keep):
+        lum = g.mean(-1)
+        core = w > 0.9
+        assert lum[:, right][core[:, right]].mean() > 1.1 * lum[:, left][core[:, left]].mean()

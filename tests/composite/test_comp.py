@@ -30,7 +30,7 @@ def _own_crops(shot):
 
 def test_config_defaults_valid_and_ranges_reported():
     assert CompositeConfig().validate() == []
-    bad = CompositeConfig(erode_px=-1.0, pyramid_levels=12, temporal_matte=1.0, gain_min=0.0)
+    bad = CompositeConfig(erode_px=-65.0, pyramid_levels=12, temporal_matte=1.0, gain_min=0.0)
     assert {k for k, _ in bad.validate()} == {
         "erode_px",
         "pyramid_levels",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from pipeline.composite.matte import face_outline, hull_inside_distance
 from pipeline.errors import CompositeError, NoFaceError
 
 S = 128
-CFG = CompositeConfig()  # erode 2 px, feather 8 px, forehead 0.3
+CFG = CompositeConfig(erode_px=2.0, feather_px=8.0)  # the edge inside the hull; forehead 0.3
 
 
 def _points() -> np.ndarray:
@@ -79,7 +81,7 @@ def test_forehead_extension():
     height = brow_mid[1] - pts[8][1]  # negative: up is -y
     probe = brow_mid + np.array([0.0, 0.12 * height])  # 12% of the face height above the brows
     with_ext = face_matte(pts, S, CFG)
-    without = face_matte(pts, S, CompositeConfig(forehead_extension=0.0))
+    without = face_matte(pts, S, replace(CFG, forehead_extension=0.0))
     v = lambda m: float(map_coordinates(m, [[probe[1]], [probe[0]]], order=1)[0])  # noqa: E731
     assert v(with_ext) >= 0.99
     assert v(without) == 0.0
@@ -140,3 +142,27 @@ def test_hard_edge_when_feather_zero():
 def test_bad_inputs(points, size, conf, err):
     with pytest.raises(err):
         face_matte(points, size, CFG, confidence=conf)
+
+
+def test_the_default_matte_covers_the_whole_hull_and_fades_outside_it():
+    """The shipped matte: 1 over the whole landmark hull (forehead included), a soft edge that
+    lies outside it and ends within ``-erode_px``."""
+    cfg = CompositeConfig()
+    assert cfg.erode_px < 0 and cfg.feather_px > 0
+    pts = _points()
+    m = face_matte(pts, S, cfg)
+    d = hull_inside_distance(face_outline(pts, cfg.forehead_extension), S)
+    assert (m[d >= 0] == 1.0).all()  # every pixel of the (extended) hull
+    assert (m[d < cfg.erode_px] == 0.0).all()  # nothing further out than the edge
+    band = (d < 0) & (d > cfg.erode_px)
+    assert 0.0 < m[band].mean() < 1.0
+
+
+def test_distances_scale_with_the_crop():
+    """The config's distances are pixels of a 128-px crop: at 512 px the same face gives the
+    same matte, four times as finely sampled."""
+    cfg = CompositeConfig()
+    small = face_matte(_points(), S, cfg.at_size(S))
+    big = face_matte(_points() * 4, 4 * S, cfg.at_size(4 * S))
+    down = cv2.resize(big, (S, S), interpolation=cv2.INTER_AREA)
+    assert np.abs(down - small).mean() < 0.01

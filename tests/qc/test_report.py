@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ReportError
-from pipeline.qc.report import ContactRow, ReportContext, write_report
+from pipeline.qc.report import THUMB_WIDTH, ContactRow, ReportContext, write_report
 
 
 class _Links(HTMLParser):
@@ -176,3 +176,14 @@ def test_per_frame_plot_without_frame_numbers(tmp_path):
     index = write_report(tmp_path / "r", ctx)
     assert (index.parent / "plot_per_frame.png").is_file()
     assert Path(index).read_text(encoding="utf-8").count("<img") == 1
+
+
+def test_the_face_columns_are_shown_at_one_to_one(tmp_path):
+    """The delivered face beside the plate's at 100 %: never scaled down like the thumbnails."""
+    big = _img(5, 300, 280)
+    row = ContactRow(1001, _img(1, 480, 640), face_plate=big, face_delivered=big)
+    text = write_report(tmp_path / "r", ReportContext("sh010", "v001", contact_sheet=[row]))
+    html = text.read_text(encoding="utf-8")
+    assert 'width="280" height="300" alt="Plate face, 1:1' in html
+    assert 'width="280" height="300" alt="Delivered face, 1:1' in html
+    assert f'width="{THUMB_WIDTH}"' in html  # the plate itself is a thumbnail

@@ -53,3 +53,32 @@ def test_load_references_rejects_garbage(tmp_path):
     p.write_bytes(b"junk")
     with pytest.raises(SchemaError):
         load_references(p)
+
+
+def test_full_resolution_crops_and_each_references_own_resolution(tmp_path):
+    """Beside the network-size crops, the references keep full-resolution crops (the render's
+    source of detail, at the largest reference's own resolution) and say how big each face
+    really is, so that an upscale is known."""
+    a = _png(tmp_path / "a.png", cv2.resize(astronaut_head(), (400, 400)))
+    b = _png(tmp_path / "b.png", cv2.resize(astronaut_head(), (200, 200)))
+    info = run_references([a, b], ReferencesConfig(hires_max=1024), 64, tmp_path / "out")
+    refs = load_references(tmp_path / "out" / "refs.npz")
+    native = refs.native_sizes
+    assert native[0] == pytest.approx(2 * native[1], rel=0.05)  # twice the pixels, twice the size
+    assert refs.detail_size % 32 == 0 and refs.detail_size >= native.max()
+    assert refs.detail.shape == (2, refs.detail_size, refs.detail_size, 3)
+    assert info["detail_size"] == refs.detail_size
+    # the same alignment at both sizes: the full-resolution crop, shrunk, is the small one
+    small = cv2.resize(refs.detail[0], (64, 64), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(small - refs.crops[0]).mean() < 6.0
+    capped = prepare_references([a], ReferencesConfig(hires_max=128), 64)
+    assert capped.detail_size == 128
+
+
+def test_a_version_1_references_file_is_refused(tmp_path):
+    """Written before the full-resolution crops: refused, never misread (its stage reruns)."""
+    p = tmp_path / "refs.npz"
+    np.savez(p, schema=np.array("likeness.refs/1"), crops=np.zeros((1, 8, 8, 3), np.uint8),
+             points=np.zeros((1, 68, 2), np.float32), sources=np.array(["a.png"]))  # fmt: skip
+    with pytest.raises(SchemaError, match="likeness.refs/1"):
+        load_references(p)

@@ -130,3 +130,19 @@ def test_rerun_and_status_follow_the_graph(planned) -> None:
     order = [stage_def(task.split(".")[0]).name for task in stages]
     assert order == sorted(order, key=[s.name for s in STAGES].index)
     assert {task.split(".")[0] for task in stages} == {s.name for s in STAGES}
+
+
+def test_synthesis_asks_for_a_gpu_only_when_the_network_runs() -> None:
+    """The plate-resolution render without the network's correction runs no engine: its chunks
+    never wait for a GPU node, whatever the engine section says."""
+    from dataclasses import replace
+
+    from pipeline.inference.engine import EngineConfig
+    from pipeline.shot.profile import Profile
+    from pipeline.stages.synth import SynthConfig
+
+    synth = stage_def("synth_chunk")
+    forced = Profile(engine=EngineConfig(backend="tensorrt"))
+    assert not wants_gpu(synth, forced, True)  # the default: no correction
+    for cfg in (SynthConfig(correction="low_band"), SynthConfig(render="network")):
+        assert wants_gpu(synth, replace(forced, synth=cfg), None)
