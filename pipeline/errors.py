@@ -14,6 +14,7 @@ EXIT_BAD_INPUT = 2  # a spec, profile, plate, reference or argument is wrong: fi
 EXIT_CONSENT = 3  # no valid consent for the use: nothing synthetic may be made
 EXIT_DISK_FULL = 4  # the disk filled: free space and rerun; nothing partial was left
 EXIT_INTERNAL = 5  # an error likeness did not expect: a bug; the log has the traceback
+EXIT_UNVERIFIED = 6  # `likeness verify`: credentials missing, broken, tampered or untrusted
 
 
 class LikenessError(Exception):
@@ -103,6 +104,11 @@ class ConsentError(LikenessError):
     """The actor's consent record is missing, invalid, expired or out of scope."""
 
     exit_code = EXIT_CONSENT
+
+
+class CredentialsError(LikenessError):
+    """Content credentials (C2PA) cannot be made: the signing certificate or key is missing,
+    unreadable, expired, not for signing, or the signing itself failed."""
 
 
 class EngineUnavailableError(LikenessError):

@@ -15,10 +15,13 @@ from pathlib import Path
 
 from farm.timeline import expand_specs
 from pipeline import __version__
+from pipeline.delivery.credentials import verify
+from pipeline.delivery.devca import write_dev_ca
 from pipeline.demo.sample import make_sample_shot
-from pipeline.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, LikenessError
+from pipeline.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_UNVERIFIED, LikenessError
 from pipeline.eval.cli import main as eval_main
 from pipeline.models.networks import load_network_config
+from pipeline.shot.profile import load_profile
 from pipeline.shot.status import format_table, workdir_status
 from pipeline.tracking.tracker import TrackerParams
 from pipeline.train.corpus import prepare_corpus
@@ -77,6 +80,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     code = _report(work, versions)
     print(f"\nstatus: likeness status --workdir {work}")
     return code if code or ok else EXIT_FAILED
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check content credentials; exit 0 only when present, intact and trusted."""
+    trust_path = args.trust
+    if trust_path is None and args.profile:
+        trust_path = load_profile(args.profile, Path.cwd()).deliver.c2pa.trust
+    trust = Path(trust_path).read_text() if trust_path else None
+    v = verify(Path(args.path), trust)
+    for name, state in v.state.items():
+        print(f"{name}: {state}")
+    for key, value in v.claims.items():
+        print(f"  {key}: {value}")
+    for problem in v.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    verdict = (
+        "verified: present, intact, signed by a trusted certificate" if v.ok else "NOT verified"
+    )
+    print(f"{v.path}: {verdict}")
+    return EXIT_OK if v.ok else EXIT_UNVERIFIED
+
+
+def cmd_dev_ca(args: argparse.Namespace) -> int:
+    ident = write_dev_ca(Path(args.folder), days=args.days)
+    print(f"development CA (trust anchor): {ident.ca}\nsigning chain: {ident.chain}\n"
+          f"key: {ident.key}\nnot for delivery to anyone: nobody else trusts this CA")  # fmt: skip
+    return EXIT_OK
 
 
 def cmd_train_base(args: argparse.Namespace) -> int:
@@ -150,6 +180,21 @@ def make_parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: main() hands `likeness eval ...` to pipeline.eval.cli.main directly.
     sub.add_parser("eval", help="the quality harness (likeness eval --help)", add_help=False)
+
+    p = sub.add_parser(
+        "verify", help="check the content credentials (C2PA) of a movie, image or version folder"
+    )
+    p.add_argument("path")
+    p.add_argument("--trust", default=None, help="trust anchors (PEM)")
+    p.add_argument("--profile", default=None, help="take the trust anchors from a profile")
+    p.set_defaults(fn=cmd_verify)
+
+    p = sub.add_parser("credentials", help="content-credential tools")
+    csub = p.add_subparsers(dest="credentials_cmd", required=True)
+    q = csub.add_parser("dev-ca", help="write a development CA and signing certificate")
+    q.add_argument("folder")
+    q.add_argument("--days", type=int, default=365)
+    q.set_defaults(fn=cmd_dev_ca)
 
     p = sub.add_parser("demo", help="generate the embedded sample shot and run the chain on it")
     _run_opts(p, workdir_default="demo_work")

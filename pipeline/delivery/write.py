@@ -15,6 +15,7 @@ import numpy as np
 from pipeline import __version__
 from pipeline.atomic import atomic_dir
 from pipeline.color import ColorPipeline
+from pipeline.delivery.credentials import C2paParams
 from pipeline.delivery.review import ReviewLook, ReviewTransform, review_transform
 from pipeline.errors import ColorError
 from pipeline.frames import Timecode
@@ -36,6 +37,8 @@ class DeliveryParams:
         burn_in: burn shot, version, frame, timecode, the review transform and a SYNTHETIC
             warning into the review.
         owner: the EXRs' ``owner`` attribute (empty: none).
+        c2pa: the signing certificate and key for content credentials
+            (:class:`~pipeline.delivery.credentials.C2paParams`); none: unsigned.
     """
 
     RENAMED_KEYS: ClassVar[dict[str, str]] = {
@@ -47,6 +50,7 @@ class DeliveryParams:
     review: ReviewLook = field(default_factory=ReviewLook)
     burn_in: bool = True
     owner: str = ""
+    c2pa: C2paParams = field(default_factory=C2paParams)
 
     def validate(self) -> list[tuple[str, str]]:
         """Problems as ``(key, what)``; the colour names are checked against the OCIO config

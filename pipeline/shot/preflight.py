@@ -8,6 +8,8 @@ when one has a problem, listing them all, each with its file and what to do:
 - the plate opens, its frame range exists, and its first and last frames decode;
 - every reference opens as an image or movie and shows one face (none, or several of similar
   size, is a problem naming the reference);
+- the signing certificate, when the profile names one or requires signing, is readable, for
+  signing, and valid today;
 - the consent record parses, names this actor, has not expired today, and its scope covers the
   profile's ``use`` when the profile names one;
 - the performer is found on the plate's first frames, or the hint (``plate.performer``) names a
@@ -38,6 +40,7 @@ from pipeline.atomic import write_json
 from pipeline.color import ColorPipeline
 from pipeline.config import digest
 from pipeline.consent import load_consent
+from pipeline.delivery.credentials import load_identity
 from pipeline.delivery.review import review_transform
 from pipeline.errors import (
     ColorError,
@@ -129,6 +132,8 @@ def preflight(
     if profile is None:
         return report
     _check(problems, lambda: _review(spec, profile))
+    now = None if today is None else dt.datetime.combine(today, dt.time(12), dt.UTC)
+    _check(problems, lambda: load_identity(profile.deliver.c2pa, now))
     wd = Path(workdir) if workdir is not None else None
     stamp = wd / ".cache" / "preflight" / f"{_inputs_digest(spec, profile)}.json" if wd else None
     if stamp is not None and stamp.is_file():

@@ -112,5 +112,7 @@ def load_profile(name_or_path: str, base: Path | None = None) -> Profile:
     prof = from_mapping(Profile, data, source=str(path), problems=problems)
     if prof is None:
         raise ConfigError(problems)
-    review = prof.deliver.review.resolved(path.parent)  # a look file is named relative to it
-    return replace(prof, deliver=replace(prof.deliver, review=review))
+    # files the profile names (a look, a certificate) are relative to it
+    review = prof.deliver.review.resolved(path.parent)
+    c2pa = prof.deliver.c2pa.resolved(path.parent)
+    return replace(prof, deliver=replace(prof.deliver, review=review, c2pa=c2pa))

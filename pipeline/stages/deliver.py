@@ -8,6 +8,7 @@ the plate through untouched and are listed in QC.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pipeline.color import ColorPipeline
 from pipeline.composite.comp import composite_sequence
 from pipeline.composite.config import CompositeConfig
 from pipeline.consent import load_consent
+from pipeline.delivery.credentials import Claims, VersionSigner, load_identity, sign_version
 from pipeline.delivery.review import review_transform
 from pipeline.delivery.sources import FaceCrops, PlateFrames
 from pipeline.delivery.write import (
@@ -41,6 +43,8 @@ from pipeline.qc.report import ReportContext, write_report
 from pipeline.qc.tracking import jitter
 from pipeline.stages.track import LANDMARKS_FILE
 from pipeline.workspace import read_manifest
+
+log = logging.getLogger("likeness")
 
 #: Frames shown on the QC page's contact sheet.
 CONTACT_ROWS = 4
@@ -101,6 +105,7 @@ def run_deliver(
         StageError: the synthesis chunks do not tile the plate.
     """
     consent = load_consent(consent_path, actor_id, use=use)
+    identity = load_identity(cfg.c2pa)  # before any work: an expired certificate stops here
     model_sha = checkpoint_sha256(inputs["finetune"])
     provenance = provenance_attrs(
         synthetic=True, actor_id=actor_id, consent_id=consent.consent_id, model_sha256=model_sha,
@@ -109,14 +114,30 @@ def run_deliver(
     )  # fmt: skip
     plate = load_cached_plate(inputs["ingest"])
     faces = join_faces([load_faces(d / FACES_FILE) for d in inputs["synth_chunk"]], plate)
+    signer = None
+    if identity is None:
+        log.warning("%s %s: the outputs are unsigned (no deliver.c2pa certificate in the "
+                    "profile): they carry no content credentials", shot, version)  # fmt: skip
+    else:
+        signer = VersionSigner(identity, Claims(
+            shot, version, actor_id, consent.consent_id, model_sha, source_plate,
+            source_fingerprint,
+        ))  # fmt: skip
     result, extra = deliver_version(
         shot=shot, version=version, plate=plate,
         lm=load_landmarks(inputs["track"] / LANDMARKS_FILE), faces=faces,
         composite_cfg=composite_cfg, cfg=cfg, out_dir=out_dir, compression=exr_compression,
         review_codec=review_codec, provenance=provenance, ocio_config=ocio_config,
         stage_timings=_stage_timings(inputs), progress=progress,
-        training_curves=inputs["finetune"] / "loss_curve.json",
+        training_curves=inputs["finetune"] / "loss_curve.json", signer=signer,
     )  # fmt: skip
+    if signer is not None:
+        c = extra["credentials"]
+        append_audit(
+            audit_dir, "sign", shot=shot, version=version, signer=c["signer"],
+            cert_sha256=c["cert_sha256"], exr_frames=c["exr_frames"], sidecar=c["sidecar"],
+            embedded=len(c["embedded"]),
+        )  # fmt: skip
     append_audit(
         audit_dir, "deliver", shot=shot, version=version, actor=actor_id,
         consent=consent.consent_id, model_sha256=model_sha, frames=result.frames,
@@ -154,8 +175,10 @@ def deliver_version(
     stage_timings: dict[str, float],
     training_curves: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    signer: VersionSigner | None = None,
 ) -> tuple[DeliveryResult, dict[str, Any]]:
-    """Composite and write one shot version into ``out_dir`` (which appears whole).
+    """Composite and write one shot version into ``out_dir`` (which appears whole, signed when
+    ``signer`` is given).
 
     Args:
         shot, version: names for files and burn-ins.
@@ -170,9 +193,12 @@ def deliver_version(
         ocio_config: the OCIO config (None: $OCIO or the built-in studio config).
         stage_timings: stage → seconds, for the QC page.
         training_curves: the fine-tune's ``loss_curve.json``, for the QC page.
+        signer: signs the movie, the QC images and the EXR listing before the version appears
+            (:mod:`pipeline.delivery.credentials`); None: unsigned.
 
     Returns:
-        the delivery result and manifest extras (untouched frames, QC page, timings).
+        the delivery result and manifest extras (untouched frames, QC page, timings, what was
+        signed).
     """
     color = ColorPipeline(ocio_config)
     numbers = list(plate.frames)
@@ -194,6 +220,7 @@ def deliver_version(
     review = review_transform(color, plate.working_space, plate.source_colorspace, cfg.review)
     contact = ContactCollector(_contact_picks(valid or numbers), lm, faces, plate, review)
     untouched: list[int] = []
+    signed: dict[str, Any] = {}
 
     def finalize(tmp: Path) -> None:
         if seq is not None:
@@ -202,6 +229,10 @@ def deliver_version(
             tmp / "qc", shot, version, plate, lm, contact, metrics, stage_timings, untouched,
             provenance, out_dir, training_curves,
         )  # fmt: skip
+        if signer is not None:  # last, so that every file is signed as delivered
+            t_sign = time.perf_counter()
+            signed.update(sign_version(tmp, f"{shot}_{version}", signer))
+            signed["sign_s"] = round(time.perf_counter() - t_sign, 3)
 
     t0 = time.perf_counter()
     result = write_delivery(
@@ -214,7 +245,8 @@ def deliver_version(
         "untouched_frames": untouched,
         "qc": str(out_dir / "qc" / "index.html"),
         "composite_s": round(timings["composite_s"], 3),
-        "write_s": round(total - timings["composite_s"], 3),
+        "write_s": round(total - timings["composite_s"] - signed.get("sign_s", 0.0), 3),
+        "credentials": signed or "unsigned",
     }
     if seq is not None:
         extra["edge_flicker"] = {"raw": seq.flicker_raw, "smoothed": seq.flicker_smoothed}
