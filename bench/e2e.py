@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.color import SRGB_TAGS  # noqa: E402
+from pipeline.delivery.devca import write_dev_ca  # noqa: E402
 from pipeline.io import ProResWriter, open_plate  # noqa: E402
 from pipeline.shot.plan import build_plan  # noqa: E402
 from pipeline.workspace import read_manifest  # noqa: E402
@@ -85,10 +86,15 @@ def upscaled_plate(clip: Path, frames: int, height: int, out: Path) -> Path:
     return out
 
 
-def _profile(name: str, minutes: float, folder: Path) -> Path:
-    """A profile file: the named profile with the fine-tune's wall-time budget set."""
+def _profile(name: str, minutes: float, folder: Path, certs: Path | None = None) -> Path:
+    """A profile file: the named profile with the fine-tune's wall-time budget set (and, with
+    ``certs``, signing with a development CA's certificate)."""
     prof = yaml.safe_load((ROOT / "configs" / "profiles" / f"{name}.yaml").read_text())
     prof["finetune"] = {**prof["finetune"], "max_minutes": minutes, "steps": 100000}
+    if certs is not None:
+        prof["deliver"] = {**prof.get("deliver", {}), "c2pa": {
+            "cert": str(certs / "chain.pem"), "key": str(certs / "key.pem"),
+            "trust": str(certs / "ca.pem")}}  # fmt: skip
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(prof))
     return path
@@ -114,12 +120,22 @@ def _stage_seconds(spec_path: Path, wd: Path) -> tuple[dict[str, float], dict]:
             stages[sp.name] = stages.get(sp.name, 0.0) + m["finished"] - m["started"]
     deliver_s = stages.pop("deliver")
     stages["composite"] = extra.get("composite_s", 0.0)
-    stages["write (EXR+ProRes+QC)"] = deliver_s - stages["composite"]
+    creds = extra.get("credentials")
+    sign_s = creds.get("sign_s", 0.0) if isinstance(creds, dict) else 0.0
+    stages["write (EXR+ProRes+QC)"] = deliver_s - stages["composite"] - sign_s
+    if sign_s:
+        stages["sign (C2PA)"] = sign_s
     return stages, extra
 
 
 def run_clip(
-    clip: Path, frames: int, profiles: list[str], minutes: float, work: Path, height: int | None
+    clip: Path,
+    frames: int,
+    profiles: list[str],
+    minutes: float,
+    work: Path,
+    height: int | None,
+    sign: bool = False,
 ) -> list[dict]:
     """Every profile on one clip, in one workdir (the stages they share run once); one result
     per profile."""
@@ -141,6 +157,7 @@ def run_clip(
         )
     )
     wd = work / "wd"
+    certs = write_dev_ca(folder / "certs").ca.parent if sign else None
     rows = []
     for name in profiles:
         spec = {
@@ -151,7 +168,7 @@ def run_clip(
                 "colorspace": "sRGB Encoded Rec.709 (sRGB)",
             },
             "actor": {"id": "bench", "references": refs, "consent": "consent.yaml"},
-            "profile": str(_profile(name, minutes, folder)),
+            "profile": str(_profile(name, minutes, folder, certs)),
         }
         spec_path = folder / f"{shot}_{name}.yaml"
         spec_path.write_text(yaml.safe_dump(spec))
@@ -160,8 +177,11 @@ def run_clip(
         wall = time.perf_counter() - t0
         if rc != 0:
             raise SystemExit(f"likeness submit failed on {clip} with {name} (exit {rc})")
-        stages, _ = _stage_seconds(spec_path, wd)
-        rows.append(_figures(clip, frames, refs, name, wall, stages))
+        stages, extra = _stage_seconds(spec_path, wd)
+        row = _figures(clip, frames, refs, name, wall, stages)
+        if isinstance(extra.get("credentials"), dict):
+            row["sign_s"] = extra["credentials"]["sign_s"]
+        rows.append(row)
     return rows
 
 
@@ -173,7 +193,7 @@ def _figures(
     # shot of that actor; the per-shot render is the rest. Both views are reported.
     render = {k: v for k, v in stages.items() if k not in ("references", "finetune", "export")}
     render_total = sum(render.values())
-    # synthesis, composite and writing: the issue-20 figure (ingest and tracking excluded)
+    # synthesis, composite and writing (signing excluded, reported apart): the issue-20 figure
     draw = sum(v for k, v in stages.items() if k in ("synth_chunk", "composite")
                or k.startswith("write"))  # fmt: skip
     return {
@@ -223,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="likeness-e2e-") as tmp:
         for clip in clips:
             for r in run_clip(clip.resolve(), args.frames, args.profile, args.minutes,
-                              Path(tmp), args.height):  # fmt: skip
+                              Path(tmp), args.height, args.sign):  # fmt: skip
                 rows.append(r)
                 share = r["stage_share"]
                 parts = ", ".join(
@@ -246,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     speeds = ", ".join(
         f"{r['clip']} [{r['profile']}] {r['frames_per_minute']:.1f} frames/min, synthesis + "
         f"composite + write {r['synth_composite_write_fps']:.2f} frames/s"
+        + (f", signing {r['sign_s']:.2f} s" if "sign_s" in r else "")
         for r in rows
     )
     print(

@@ -75,8 +75,8 @@ def soften(img: np.ndarray, sigma: float) -> np.ndarray:
 
 #: A face this much sharper than the plate, or less, is left alone (resampling noise).
 SHARPER = 1.1
-#: The blurs :func:`sharpness_match` chooses among, in plate pixels.
-SOFTEN_STEPS = (0.0, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
+#: The strongest blur :func:`sharpness_match` applies, in plate pixels.
+MAX_SOFTEN = 3.0
 
 
 def sharpness_match(
@@ -124,7 +124,10 @@ def sharpness_match(
     before = ratio(0.0)
     if before <= SHARPER:
         return 0.0, before
-    for sigma in SOFTEN_STEPS:  # plate pixels
-        if ratio(sigma) <= 1.0:
-            return sigma * s / side, before
-    return SOFTEN_STEPS[-1] * s / side, before
+    lo, hi = 0.0, MAX_SOFTEN  # plate pixels; the detail falls as the blur grows
+    if ratio(hi) > 1.0:
+        return hi * s / side, before
+    for _ in range(10):  # bisect to the blur that leaves as much detail as the plate has
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ratio(mid) > 1.0 else (lo, mid)
+    return hi * s / side, before
